@@ -1,1 +1,57 @@
+"""Kubernetes API access on plain dicts: configuration, the client, typed errors, resources."""
 
+from agentic_operator.kube.client import ApiClient, PatchType, connect, from_config
+from agentic_operator.kube.config import ConfigError, KubeConfig, load_config
+from agentic_operator.kube.errors import (
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    KubeError,
+    MethodNotAllowed,
+    NotFound,
+    RequestTimeout,
+    ServerError,
+    ServerTimeout,
+    TooManyRequests,
+    TransportError,
+    Unauthorized,
+    error_from_status,
+    is_transient,
+)
+from agentic_operator.kube.resources import Obj, Resource, object_key, split_key
+
+__all__ = [
+    "AlreadyExists",
+    "ApiClient",
+    "ApiError",
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "KubeConfig",
+    "KubeError",
+    "MethodNotAllowed",
+    "NotFound",
+    "Obj",
+    "PatchType",
+    "RequestTimeout",
+    "Resource",
+    "ServerError",
+    "ServerTimeout",
+    "TooManyRequests",
+    "TransportError",
+    "Unauthorized",
+    "connect",
+    "error_from_status",
+    "from_config",
+    "is_transient",
+    "load_config",
+    "object_key",
+    "split_key",
+]

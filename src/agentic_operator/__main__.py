@@ -1,0 +1,7 @@
+"""``python -m agentic_operator``."""
+
+import sys
+
+from agentic_operator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,254 @@
+"""Command line and environment -> one validated :class:`Settings` object.
+
+Flags follow the seed operator's README (Go ``flag`` style: ``--leader-elect`` alone means true,
+``--leader-elect=false`` is accepted too). A bad flag or environment value exits with status 2 and a
+message naming it, like Go's flag package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from agentic_operator import __version__
+from agentic_operator.logs import setup_logging
+from agentic_operator.sessions.config import SessionConfig
+
+LEASE_NAME = "ambient-code-operator.ambient-code.io"
+
+_TRUE = {"1", "t", "true", "y", "yes", "on"}
+_FALSE = {"0", "f", "false", "n", "no", "off"}
+
+
+def parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r} (use true or false)")
+
+
+def parse_bind_address(value: str) -> str:
+    """``host:port``, ``:port`` (all interfaces) or ``0`` (disabled), as controller-runtime."""
+    if value == "0":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(
+            f"invalid address {value!r} (expected host:port, :port, or 0 to disable)"
+        )
+    del host
+    return value
+
+
+def parse_positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return n
+
+
+def parse_positive_float(value: str) -> float:
+    try:
+        n = float(value.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {value!r} (seconds)") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value!r}")
+    return n
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process needs, validated once at start-up."""
+
+    kubeconfig: str | None
+    max_concurrent_reconciles: int
+    metrics_bind_address: str
+    health_probe_bind_address: str
+    leader_elect: bool
+    leader_election_id: str
+    leader_election_namespace: str
+    legacy_watch: bool
+    dev_mode: bool
+    qps: float
+    burst: int
+    cache_sync_timeout: float
+    graceful_shutdown_timeout: float
+    sessions: SessionConfig = field(repr=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="agentic-operator",
+        description=(
+            "Kubernetes operator that runs AgenticSession custom resources as batch/v1 Jobs "
+            "(work queue with rate limiting, concurrent reconciles, leader election, metrics)."
+        ),
+        epilog=(
+            "Environment: MAX_CONCURRENT_RECONCILES overrides --max-concurrent-reconciles; "
+            "DEV_MODE=true gives human-readable logs (JSON otherwise); NAMESPACE (default "
+            "'default') is the operator namespace; BACKEND_NAMESPACE defaults to NAMESPACE; "
+            "AMBIENT_CODE_RUNNER_IMAGE sets the runner image. The full list is in the README."
+        ),
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="path to a kubeconfig (default: $KUBECONFIG, in-cluster config, ~/.kube/config)",
+    )
+    p.add_argument(
+        "--max-concurrent-reconciles",
+        type=parse_positive_int,
+        default=10,
+        metavar="N",
+        help="maximum parallel session reconciles (default 10)",
+    )
+    p.add_argument(
+        "--metrics-bind-address",
+        type=parse_bind_address,
+        default=":8080",
+        metavar="ADDR",
+        help="address of the Prometheus /metrics endpoint, 0 disables (default :8080)",
+    )
+    p.add_argument(
+        "--health-probe-bind-address",
+        type=parse_bind_address,
+        default=":8081",
+        metavar="ADDR",
+        help="address of /healthz and /readyz, 0 disables (default :8081)",
+    )
+    p.add_argument(
+        "--leader-elect",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="BOOL",
+        help="enable Lease-based leader election for HA (default false)",
+    )
+    p.add_argument(
+        "--leader-election-id",
+        default=LEASE_NAME,
+        metavar="NAME",
+        help=f"name of the Lease (default {LEASE_NAME})",
+    )
+    p.add_argument(
+        "--leader-election-namespace",
+        default=None,
+        metavar="NS",
+        help="namespace of the Lease (default: $NAMESPACE)",
+    )
+    p.add_argument(
+        "--legacy-watch",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="BOOL",
+        help=(
+            "debugging mode: a plain watch loop that runs the same reconcile inline, one event "
+            "at a time, without the work queue (default false)"
+        ),
+    )
+    p.add_argument(
+        "--kube-api-qps",
+        type=parse_positive_float,
+        default=100.0,
+        metavar="QPS",
+        help="client-side request rate limit (default 100)",
+    )
+    p.add_argument(
+        "--kube-api-burst",
+        type=parse_positive_int,
+        default=200,
+        metavar="N",
+        help="client-side request burst (default 200)",
+    )
+    p.add_argument(
+        "--cache-sync-timeout",
+        type=parse_positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for informer caches before giving up (default 120)",
+    )
+    p.add_argument(
+        "--graceful-shutdown-timeout",
+        type=parse_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time in-flight reconciles get to finish on SIGTERM (default 30)",
+    )
+    return p
+
+
+def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> Settings:
+    """Parse flags and environment; exits with status 2 and usage on any bad value."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    max_conc: int = args.max_concurrent_reconciles
+    raw = env.get("MAX_CONCURRENT_RECONCILES", "").strip()
+    if raw:
+        try:
+            max_conc = parse_positive_int(raw)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"environment variable MAX_CONCURRENT_RECONCILES: {exc}")
+
+    dev_mode = False
+    raw = env.get("DEV_MODE", "").strip()
+    if raw:
+        try:
+            dev_mode = parse_bool(raw)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"environment variable DEV_MODE: {exc}")
+
+    try:
+        sessions = SessionConfig.from_env(env)
+    except ValueError as exc:
+        parser.error(f"environment variable {exc}")
+
+    return Settings(
+        kubeconfig=args.kubeconfig,
+        max_concurrent_reconciles=max_conc,
+        metrics_bind_address=args.metrics_bind_address,
+        health_probe_bind_address=args.health_probe_bind_address,
+        leader_elect=args.leader_elect,
+        leader_election_id=args.leader_election_id,
+        leader_election_namespace=args.leader_election_namespace or sessions.operator_namespace,
+        legacy_watch=args.legacy_watch,
+        dev_mode=dev_mode,
+        qps=args.kube_api_qps,
+        burst=args.kube_api_burst,
+        cache_sync_timeout=args.cache_sync_timeout,
+        graceful_shutdown_timeout=args.graceful_shutdown_timeout,
+        sessions=sessions,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv, os.environ)
+    setup_logging(dev_mode=settings.dev_mode)
+    from agentic_operator.app import run  # imported late: --help must stay fast
+
+    try:
+        return asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # last resort: one clear line, non-zero exit
+        logging.getLogger("agentic_operator").error("fatal: %s", exc, exc_info=settings.dev_mode)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""Informer: keeps an in-memory :class:`Store` of one kind in step with the API server.
+
+The reflector loop follows client-go's ``tools/cache`` contract:
+
+1. LIST in pages (``limit``/``continue``) and replace the store with the result, notifying adds and
+   updates for what is listed and synthesised deletes for what vanished since the last list;
+2. WATCH from the list's resourceVersion with bookmarks and a server ``timeoutSeconds`` drawn at
+   random from [300, 600], so many informers do not re-watch in lockstep;
+3. when the server ends a watch normally, WATCH again from the last resourceVersion seen (events
+   and bookmarks both advance it), without listing;
+4. on 410 Gone (HTTP or a watch ERROR event) the resourceVersion is too old: relist and diff;
+5. on other failures (API server unreachable, 5xx, a silent stream detected by the client's
+   inactivity timeout) back off exponentially with jitter, capped at 30 s, then watch again (or
+   list again when it was the list that failed).
+
+Handlers are synchronous callbacks that run on the event loop right after the store changed, so
+they see the store already updated; they are expected to be quick (enqueue a key). An exception in
+a handler is logged and never stops the informer. Updates whose resourceVersion did not change are
+not delivered, except by the optional periodic resync, which re-delivers every object as
+``update(obj, obj)``.
+
+To save memory (managedFields are often larger than the rest of an object), stored objects lose
+``metadata.managedFields`` and the ``kubectl.kubernetes.io/last-applied-configuration``
+annotation unless ``prune=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import NamedTuple
+
+from agentic_operator.kube.client import ApiClient
+from agentic_operator.kube.errors import Gone
+from agentic_operator.kube.resources import Obj, Resource, object_key
+from agentic_operator.runtime.clock import Clock, RealClock
+from agentic_operator.runtime.store import Store
+
+__all__ = ["Informer", "Store", "prune_object"]
+
+log = logging.getLogger(__name__)
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+OnAdd = Callable[[Obj], None]
+OnUpdate = Callable[[Obj, Obj], None]
+OnDelete = Callable[[Obj], None]
+
+
+class _Handler(NamedTuple):
+    on_add: OnAdd | None
+    on_update: OnUpdate | None
+    on_delete: OnDelete | None
+
+
+def prune_object(obj: Obj) -> Obj:
+    """Drop fields an operator never reads but that dominate memory (in place; returns ``obj``)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if annotations and LAST_APPLIED in annotations:
+            del annotations[LAST_APPLIED]
+    return obj
+
+
+class _Backoff:
+    """Exponential backoff with jitter: ``initial * 2**n`` capped at ``cap``, scaled by [0.5, 1]."""
+
+    def __init__(self, initial: float = 0.8, cap: float = 30.0) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.failures = 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.initial * 2.0 ** min(self.failures, 32))
+        self.failures += 1
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class _ShortWatchError(Exception):
+    """A watch ended at once without delivering anything; treated as a failure to avoid spinning."""
+
+
+class Informer:
+    """List+watch one resource (optionally one namespace / selector) into a :class:`Store`."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        res: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resync_period: float | None = None,
+        transform: Callable[[Obj], Obj] | None = None,
+        clock: Clock | None = None,
+        name: str | None = None,
+        page_size: int = 500,
+        watch_timeout: tuple[int, int] = (300, 600),
+        prune: bool = True,
+    ) -> None:
+        """``transform`` runs on every object before it is stored (after pruning, if enabled);
+        ``watch_timeout`` is the range the server-side watch timeout is drawn from."""
+        self.client = client
+        self.res = res
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.resync_period = resync_period
+        self.name = name or (f"{res}/{namespace}" if namespace else str(res))
+        self.store = Store()
+        self.lists = 0
+        """Completed LISTs (the first sync plus every relist)."""
+        self._transform = transform
+        self._prune = prune
+        self._clock = clock or RealClock()
+        self._page_size = page_size
+        self._watch_timeout = watch_timeout
+        self._handlers: list[_Handler] = []
+        self._synced = asyncio.Event()
+        self._last_rv = ""
+        self._events_seen = 0
+
+    # -- public surface --------------------------------------------------------------------------
+
+    @property
+    def last_sync_resource_version(self) -> str:
+        """The resourceVersion the next watch starts from (last list, event or bookmark)."""
+        return self._last_rv
+
+    def add_handler(
+        self,
+        on_add: OnAdd | None = None,
+        on_update: OnUpdate | None = None,
+        on_delete: OnDelete | None = None,
+    ) -> None:
+        """Register callbacks. A handler added after the first sync first gets an add for every
+        object already in the store, so late registration misses nothing."""
+        handler = _Handler(on_add, on_update, on_delete)
+        self._handlers.append(handler)
+        if on_add is not None:
+            for obj in self.store.list():
+                self._call(on_add, obj)
+
+    def has_synced(self) -> bool:
+        """True once the first LIST has been stored (stays True across relists)."""
+        return self._synced.is_set()
+
+    async def wait_synced(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 (injected clock)
+        """Wait for the first sync; False if ``timeout`` (on the informer's clock) passed first."""
+        if self._synced.is_set() or timeout is None:
+            await self._synced.wait()
+            return True
+        waiter = asyncio.ensure_future(self._synced.wait())
+        sleeper = asyncio.ensure_future(self._clock.sleep(timeout))
+        try:
+            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            sleeper.cancel()
+        return self._synced.is_set()
+
+    async def run(self) -> None:
+        """List and watch until cancelled."""
+        resync = None
+        if self.resync_period:
+            resync = asyncio.create_task(self._resync_loop(self.resync_period))
+        try:
+            await self._reflect()
+        finally:
+            if resync is not None:
+                resync.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await resync
+
+    def process_event(self, event_type: str, obj: Obj) -> None:
+        """Apply one decoded watch event to the store and notify handlers.
+
+        This is the whole per-event hot path after JSON decoding (the benchmark drives it
+        directly). Unknown event types and objects without a name are logged and skipped.
+        """
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            log.warning("%s: skipping %s event without metadata", self.name, event_type)
+            return
+        rv = meta.get("resourceVersion")
+        if event_type == "BOOKMARK":
+            if rv:
+                self._last_rv = str(rv)
+            return
+        if event_type not in ("ADDED", "MODIFIED", "DELETED") or not meta.get("name"):
+            log.warning("%s: skipping malformed %r event", self.name, event_type)
+            return
+        prepared = self._prepare(obj)
+        if prepared is None:
+            return
+        key = object_key(prepared)
+        if event_type == "DELETED":
+            self.store.delete(key)
+            self._notify_delete(prepared)
+        else:
+            old = self.store.put(prepared)
+            if old is None:
+                self._notify_add(prepared)
+            elif _rv(old) != _rv(prepared):
+                self._notify_update(old, prepared)
+        if rv:
+            self._last_rv = str(rv)
+
+    # -- reflector -------------------------------------------------------------------------------
+
+    async def _reflect(self) -> None:
+        backoff = _Backoff()
+        need_list = True
+        while True:
+            seen_before = self._events_seen
+            try:
+                if need_list:
+                    await self._list()
+                    need_list = False
+                    backoff.reset()
+                started = self._clock.now()
+                delivered = await self._watch()
+                if delivered == 0 and self._clock.now() - started < 1.0:
+                    raise _ShortWatchError("watch closed immediately without events")
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Gone as exc:
+                # The resourceVersion we hold was compacted away; only a relist can catch up.
+                log.info("%s: %s; relisting", self.name, exc)
+                need_list = True
+            except Exception as exc:
+                if self._events_seen > seen_before:
+                    backoff.reset()  # the stream worked for a while: start over from short delays
+                delay = backoff.next()
+                retry_after = getattr(exc, "retry_after", None)
+                if isinstance(retry_after, int | float):
+                    delay = max(delay, float(retry_after))
+                what = "list" if need_list else "watch"
+                log.warning(
+                    "%s: %s failed (%s: %s); retrying in %.1fs",
+                    self.name,
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await self._clock.sleep(delay)
+
+    async def _list(self) -> None:
+        items, rv = await self.client.list_all(
+            self.res,
+            self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            page_size=self._page_size,
+        )
+        fresh: dict[str, Obj] = {}
+        for item in items:
+            prepared = self._prepare(item)
+            if prepared is not None:
+                fresh[object_key(prepared)] = prepared
+        previous = self.store.replace(fresh)
+        self._last_rv = rv
+        self.lists += 1
+        for key, obj in fresh.items():
+            old = previous.get(key)
+            if old is None:
+                self._notify_add(obj)
+            elif _rv(old) != _rv(obj):
+                self._notify_update(old, obj)
+        for key, old in previous.items():
+            if key not in fresh:
+                # Deleted while we were not watching: the last state we knew stands in for it.
+                self._notify_delete(old)
+        self._synced.set()
+        log.debug("%s: listed %d objects at resourceVersion %s", self.name, len(fresh), rv)
+
+    async def _watch(self) -> int:
+        lo, hi = self._watch_timeout
+        delivered = 0
+        events = self.client.watch(
+            self.res,
+            self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            resource_version=self._last_rv,
+            timeout_seconds=random.randint(lo, hi),
+            allow_bookmarks=True,
+        )
+        async with contextlib.aclosing(events):
+            async for event_type, obj in events:
+                delivered += 1
+                self._events_seen += 1
+                self.process_event(event_type, obj)
+        return delivered
+
+    async def _resync_loop(self, period: float) -> None:
+        while True:
+            await self._clock.sleep(period)
+            if not self.has_synced():
+                continue
+            for obj in self.store.list():
+                self._notify_update(obj, obj)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _prepare(self, obj: Obj) -> Obj | None:
+        if self._prune:
+            prune_object(obj)
+        if self._transform is None:
+            return obj
+        try:
+            return self._transform(obj)
+        except Exception:
+            log.exception("%s: transform failed; object skipped", self.name)
+            return None
+
+    def _notify_add(self, obj: Obj) -> None:
+        for h in self._handlers:
+            if h.on_add is not None:
+                self._call(h.on_add, obj)
+
+    def _notify_update(self, old: Obj, new: Obj) -> None:
+        for h in self._handlers:
+            if h.on_update is not None:
+                self._call(h.on_update, old, new)
+
+    def _notify_delete(self, obj: Obj) -> None:
+        for h in self._handlers:
+            if h.on_delete is not None:
+                self._call(h.on_delete, obj)
+
+    def _call(self, fn: Callable[..., None], *args: Obj) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("%s: event handler %r failed", self.name, fn)
+
+
+def _rv(obj: Obj) -> object:
+    return (obj.get("metadata") or {}).get("resourceVersion")

@@ -1,0 +1,402 @@
+"""Builders of every object a session owns: runner Job, AG-UI Service, runner identity, PVC.
+
+Pure functions from (session, config) to plain dicts. Names are deterministic (see ``model``) and
+every object carries a controller ownerReference to the session, so deleting the session garbage
+collects all of it, and an AlreadyExists on create can be checked against the owner UID.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any, Final
+
+from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions.config import SessionConfig
+from agentic_operator.sessions.model import (
+    AGUI_PORT,
+    AGUI_PORT_NAME,
+    ANN_PARENT_SESSION,
+    ANN_RUN,
+    ANN_TOKEN_REFRESHED_AT,
+    GROUP,
+    INTEGRATION_SECRETS,
+    LABEL_APP,
+    LABEL_SESSION,
+    LANGFUSE_SECRET,
+    RUNNER_APP,
+    RUNNER_CONTAINER,
+    RUNNER_SA_APP,
+    RUNNER_SECRETS,
+    SERVICE_APP,
+    TOKEN_SECRET_APP,
+    TOKEN_SECRET_KEY,
+    VERTEX_SECRET,
+    WORKSPACE_APP,
+    job_name,
+    owner_reference,
+    pvc_name,
+    runner_role_name,
+    runner_rolebinding_name,
+    runner_sa_name,
+    service_name,
+    token_secret_name,
+)
+from agentic_operator.sessions.status import now_rfc3339
+
+WORKSPACE_PATH: Final = "/workspace"
+ARTIFACTS_DIR: Final = "artifacts"
+VERTEX_MOUNT: Final = "/app/vertex"
+CLAUDE_STATE_MOUNT: Final = "/app/.claude"
+RUNNER_UID: Final = 1001
+DEFAULT_LLM_MODEL: Final = "claude-3-7-sonnet-latest"
+DEFAULT_LLM_TEMPERATURE: Final = 0.7
+DEFAULT_LLM_MAX_TOKENS: Final = 4000
+LANGFUSE_KEYS: Final = (
+    "LANGFUSE_ENABLED",
+    "LANGFUSE_HOST",
+    "LANGFUSE_PUBLIC_KEY",
+    "LANGFUSE_SECRET_KEY",
+)
+
+
+def runner_labels(session_name: str) -> dict[str, str]:
+    """Labels of the Job and its pods; also the (run-independent) selector of the AG-UI Service."""
+    return {LABEL_SESSION: session_name, LABEL_APP: RUNNER_APP}
+
+
+def effective_timeout(session: Obj, cfg: SessionConfig) -> int:
+    """``spec.timeout`` when it is a positive integer, else the operator default."""
+    t = (session.get("spec") or {}).get("timeout")
+    if isinstance(t, int) and not isinstance(t, bool) and t > 0:
+        return t
+    return cfg.default_timeout
+
+
+def parent_session_id(session: Obj) -> str:
+    """Continuation parent: the annotation, else ``spec.environmentVariables.PARENT_SESSION_ID``."""
+    meta = session.get("metadata") or {}
+    parent = (meta.get("annotations") or {}).get(ANN_PARENT_SESSION)
+    if isinstance(parent, str) and parent:
+        return parent
+    env = (session.get("spec") or {}).get("environmentVariables") or {}
+    value = env.get("PARENT_SESSION_ID") if isinstance(env, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _meta(session: Obj, name: str, labels: dict[str, str]) -> Obj:
+    return {
+        "name": name,
+        "namespace": session["metadata"]["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(session)],
+    }
+
+
+def _plain(name: str, value: str) -> Obj:
+    return {"name": name, "value": value}
+
+
+def _secret_ref(name: str, secret: str, key: str, optional: bool) -> Obj:
+    return {
+        "name": name,
+        "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}},
+    }
+
+
+def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[list[Obj], list[str]]:
+    """The runner container's ``env`` (the §2.6 contract) and the user overrides that were refused.
+
+    ``spec.environmentVariables`` come last: an entry replaces a plain ``value`` entry of the same
+    name (or is appended) but never one with ``valueFrom`` (``BOT_TOKEN``, ``LANGFUSE_*``): an env
+    entry with both ``value`` and ``valueFrom`` is rejected by the API server, and upstream's copy
+    of that defect made the whole workload uncreatable. Refused names are returned so the
+    reconciler can report them in an Event.
+    """
+    meta = session["metadata"]
+    spec: Obj = session.get("spec") or {}
+    name = str(meta["name"])
+    llm: Obj = spec.get("llmSettings") or {}
+    user: Obj = spec.get("userContext") or {}
+
+    env: list[Obj] = [
+        _plain("DEBUG", "true"),
+        _plain("INTERACTIVE", _bool_str(spec.get("interactive", True))),
+        _plain("AGENTIC_SESSION_NAME", name),
+        _plain("SESSION_ID", name),
+        _plain("AGENTIC_SESSION_NAMESPACE", str(meta["namespace"])),
+        _plain("WORKSPACE_PATH", WORKSPACE_PATH),
+        _plain("ARTIFACTS_DIR", ARTIFACTS_DIR),
+    ]
+    if cfg.google_oauth_client_id:
+        env.append(_plain("GOOGLE_OAUTH_CLIENT_ID", cfg.google_oauth_client_id))
+    if cfg.google_oauth_client_secret:
+        env.append(_plain("GOOGLE_OAUTH_CLIENT_SECRET", cfg.google_oauth_client_secret))
+    if isinstance(user.get("userId"), str) and user["userId"]:
+        env.append(_plain("USER_ID", user["userId"]))
+    if isinstance(user.get("displayName"), str) and user["displayName"]:
+        env.append(_plain("USER_NAME", user["displayName"]))
+    prompt = spec.get("initialPrompt")
+    if isinstance(prompt, str) and prompt:
+        env.append(_plain("INITIAL_PROMPT", prompt))
+    env += [
+        _plain("LLM_MODEL", str(llm.get("model") or DEFAULT_LLM_MODEL)),
+        _plain(
+            "LLM_TEMPERATURE", f"{_number(llm.get('temperature'), DEFAULT_LLM_TEMPERATURE):.2f}"
+        ),
+        _plain("LLM_MAX_TOKENS", str(int(_number(llm.get("maxTokens"), DEFAULT_LLM_MAX_TOKENS)))),
+        _plain("TIMEOUT", str(effective_timeout(session, cfg))),
+        _plain("AUTO_PUSH_ON_COMPLETE", _bool_str(spec.get("autoPushOnComplete", False))),
+        _plain("USE_AGUI", "true"),
+        _plain("BACKEND_API_URL", cfg.backend_api_url),
+    ]
+    if cfg.langfuse_enabled:
+        env += [_secret_ref(k, LANGFUSE_SECRET, k, optional=True) for k in LANGFUSE_KEYS]
+    if cfg.use_vertex:
+        env += [
+            _plain("CLAUDE_CODE_USE_VERTEX", "1"),
+            _plain("CLOUD_ML_REGION", cfg.cloud_ml_region),
+            _plain("ANTHROPIC_VERTEX_PROJECT_ID", cfg.vertex_project_id),
+            _plain("GOOGLE_APPLICATION_CREDENTIALS", cfg.google_application_credentials),
+        ]
+    else:
+        env.append(_plain("CLAUDE_CODE_USE_VERTEX", "0"))
+    parent = parent_session_id(session)
+    if parent:
+        env.append(_plain("PARENT_SESSION_ID", parent))
+    env.append(_plain("IS_RESUME", "true" if run > 1 else "false"))
+    env.append(_secret_ref("BOT_TOKEN", token_secret_name(session), TOKEN_SECRET_KEY, False))
+
+    repos = spec.get("repos")
+    if isinstance(repos, list) and repos:
+        env.append(_plain("REPOS_JSON", _repos_json(repos)))
+    if isinstance(spec.get("mainRepoName"), str) and spec["mainRepoName"]:
+        env.append(_plain("MAIN_REPO_NAME", spec["mainRepoName"]))
+    if spec.get("mainRepoIndex") is not None:
+        env.append(_plain("MAIN_REPO_INDEX", str(spec["mainRepoIndex"])))
+    workflow: Obj = spec.get("activeWorkflow") or {}
+    for key, var in (("gitUrl", "GIT_URL"), ("branch", "BRANCH"), ("path", "PATH")):
+        if isinstance(workflow.get(key), str) and workflow[key]:
+            env.append(_plain(f"ACTIVE_WORKFLOW_{var}", workflow[key]))
+
+    skipped: list[str] = []
+    overrides = spec.get("environmentVariables") or {}
+    index = {e["name"]: i for i, e in enumerate(env)}
+    for var, value in overrides.items() if isinstance(overrides, dict) else ():
+        if not isinstance(value, str) or not isinstance(var, str):
+            skipped.append(str(var))
+            continue
+        i = index.get(var)
+        if i is None:
+            index[var] = len(env)
+            env.append(_plain(var, value))
+        elif "valueFrom" in env[i]:
+            skipped.append(var)
+        else:
+            env[i] = _plain(var, value)
+    return env, skipped
+
+
+def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[str]]:
+    """The runner Job of run ``run`` (>= 1) and the refused ``environmentVariables`` names.
+
+    ``backoffLimit: 0`` and ``podReplacementPolicy: Failed``: a runner failure is the session's
+    failure, and there is never a second runner pod (a replacement would restart the agent).
+    ``activeDeadlineSeconds`` enforces the session timeout even while the operator is down;
+    ``ttlSecondsAfterFinished`` garbage-collects a finished Job the operator did not get to.
+    """
+    if run < 1:
+        raise ValueError(f"run must be >= 1, got {run}")
+    name = str(session["metadata"]["name"])
+    env, skipped = build_runner_env(session, cfg, run=run)
+    labels = runner_labels(name)
+    annotations = {ANN_RUN: str(run)}
+
+    env_from: list[Obj] = [{"secretRef": {"name": INTEGRATION_SECRETS, "optional": True}}]
+    if not cfg.use_vertex:
+        # Holds ANTHROPIC_API_KEY: without it the runner cannot work, so the pod must not start.
+        env_from.append({"secretRef": {"name": RUNNER_SECRETS, "optional": False}})
+
+    mounts: list[Obj] = [
+        {"name": "workspace", "mountPath": WORKSPACE_PATH},
+        {"name": "workspace", "mountPath": CLAUDE_STATE_MOUNT, "subPath": ".claude"},
+    ]
+    if cfg.workspace_pvc:
+        workspace: Obj = {
+            "name": "workspace",
+            "persistentVolumeClaim": {"claimName": pvc_name(name)},
+        }
+    else:
+        workspace = {"name": "workspace", "emptyDir": {"sizeLimit": cfg.workspace_size_limit}}
+    volumes: list[Obj] = [workspace]
+    if cfg.use_vertex:
+        volumes.append({"name": "vertex", "secret": {"secretName": VERTEX_SECRET}})
+        mounts.append({"name": "vertex", "mountPath": VERTEX_MOUNT, "readOnly": True})
+
+    container: Obj = {
+        "name": RUNNER_CONTAINER,
+        "image": cfg.runner_image,
+        "imagePullPolicy": cfg.image_pull_policy,
+        "ports": [{"name": AGUI_PORT_NAME, "containerPort": AGUI_PORT, "protocol": "TCP"}],
+        "env": env,
+        "envFrom": env_from,
+        "resources": {
+            "requests": {"cpu": cfg.runner_cpu_request, "memory": cfg.runner_memory_request},
+            "limits": {"cpu": cfg.runner_cpu_limit, "memory": cfg.runner_memory_limit},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+        },
+        "volumeMounts": mounts,
+    }
+    meta = _meta(session, job_name(name), dict(labels))
+    meta["annotations"] = dict(annotations)
+    job: Obj = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": 0,
+            "podReplacementPolicy": "Failed",
+            "activeDeadlineSeconds": effective_timeout(session, cfg),
+            "ttlSecondsAfterFinished": cfg.job_ttl_seconds,
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    return job, skipped
+
+
+def build_service(session: Obj) -> Obj:
+    """AG-UI Service ``session-<s>``; selects by session labels so it serves every run's pod."""
+    name = str(session["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(
+            session, service_name(name), {LABEL_APP: SERVICE_APP, LABEL_SESSION: name}
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": runner_labels(name),
+            "ports": [
+                {
+                    "name": AGUI_PORT_NAME,
+                    "port": AGUI_PORT,
+                    "targetPort": AGUI_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def build_runner_service_account(session: Obj) -> Obj:
+    name = str(session["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(session, runner_sa_name(name), {LABEL_APP: RUNNER_SA_APP}),
+        "automountServiceAccountToken": False,
+    }
+
+
+def build_runner_role(session: Obj) -> Obj:
+    """What the runner may do with its token: read/update sessions, check its own access."""
+    name = str(session["metadata"]["name"])
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(session, runner_role_name(name), {LABEL_APP: RUNNER_SA_APP}),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": ["agenticsessions"],
+                "verbs": ["get", "list", "watch", "update", "patch"],
+            },
+            {
+                "apiGroups": ["authorization.k8s.io"],
+                "resources": ["selfsubjectaccessreviews"],
+                "verbs": ["create"],
+            },
+        ],
+    }
+
+
+def build_runner_role_binding(session: Obj) -> Obj:
+    meta = session["metadata"]
+    name = str(meta["name"])
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(session, runner_rolebinding_name(name), {LABEL_APP: RUNNER_SA_APP}),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": runner_role_name(name),
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": runner_sa_name(name), "namespace": meta["namespace"]}
+        ],
+    }
+
+
+def build_token_secret(session: Obj, token: str, now: datetime) -> Obj:
+    """The runner token Secret (``k8s-token``), stamped with when it was minted for refresh."""
+    meta = _meta(session, token_secret_name(session), {LABEL_APP: TOKEN_SECRET_APP})
+    meta["annotations"] = {ANN_TOKEN_REFRESHED_AT: now_rfc3339(now)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": meta,
+        "data": {TOKEN_SECRET_KEY: base64.b64encode(token.encode()).decode("ascii")},
+    }
+
+
+def build_workspace_pvc(session: Obj, cfg: SessionConfig | None = None) -> Obj:
+    """Per-session workspace PVC (when ``RUNNER_WORKSPACE_PVC`` is on); kept across restarts."""
+    name = str(session["metadata"]["name"])
+    size = (cfg or SessionConfig()).workspace_pvc_size
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(session, pvc_name(name), {LABEL_APP: WORKSPACE_APP, LABEL_SESSION: name}),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }
+
+
+def _number(value: Any, default: float) -> float:
+    """A numeric spec value, or the schema default when absent or not a number (never raises)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return default
+
+
+def _bool_str(value: Any) -> str:
+    return "true" if value is True else "false"
+
+
+def _repos_json(repos: list[Any]) -> str:
+    """``REPOS_JSON``: ``[{"url":..., "branch":...}]`` with branch defaulting to ``main``."""
+    out = []
+    for repo in repos:
+        if isinstance(repo, dict) and isinstance(repo.get("url"), str):
+            out.append({"url": repo["url"], "branch": repo.get("branch") or "main"})
+    return json.dumps(out, separators=(",", ":"))

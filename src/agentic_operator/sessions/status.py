@@ -1,0 +1,312 @@
+"""Status derivation: conditions upsert and what the runner Job/pod say about a session.
+
+Both functions are pure. :func:`observe_runner` reads only the Job's conditions and the runner
+container's state, never in-process memory, so the verdict survives operator restarts: any
+reconcile of a Creating or Running session can re-derive it from the cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions.model import (
+    ANN_RUN,
+    EXIT_PREREQUISITE_FAILED,
+    REASON_COMPLETED,
+    REASON_DEADLINE_EXCEEDED,
+    REASON_JOB_FAILED,
+    REASON_JOB_MISSING,
+    REASON_POD_FAILED,
+    REASON_PREREQUISITE_FAILED,
+    REASON_RUNNER_EXIT,
+    REASON_TIMEOUT,
+    REASON_UNSCHEDULABLE,
+    RUNNER_CONTAINER,
+    WAITING_FAILURE_REASONS,
+)
+
+# --- time ----------------------------------------------------------------------------------------
+
+
+def now_rfc3339(dt: datetime) -> str:
+    """``dt`` as RFC3339 UTC with second precision (``2026-01-01T00:00:00Z``), the API's format.
+
+    A naive datetime is taken to be UTC already.
+    """
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(s: str) -> datetime:
+    """Parse an API timestamp (``Z`` or numeric offset, optional fraction) to an aware UTC datetime.
+
+    Raises ``ValueError`` on anything else.
+    """
+    text = s.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None or "T" not in text.upper():
+        raise ValueError(f"not an RFC3339 timestamp: {s!r}")
+    return dt.astimezone(UTC)
+
+
+# --- conditions ----------------------------------------------------------------------------------
+
+
+def find_condition(conditions: list[Obj] | None, type_: str) -> Obj | None:
+    """The condition of this type (case-insensitive), or None."""
+    want = type_.lower()
+    for cond in conditions or ():
+        if str(cond.get("type", "")).lower() == want:
+            return cond
+    return None
+
+
+def upsert_condition(
+    conditions: list[Obj],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: datetime,
+    observed_generation: int | None = None,
+) -> list[Obj]:
+    """Return a new condition list with ``type_`` set; the input list and its dicts are untouched.
+
+    Rules (upstream's, kept so existing clients read the same thing):
+    * the condition is found by type, case-insensitively (and gets the canonical spelling);
+    * ``lastTransitionTime`` moves only when ``status`` changes, so it says when the state flipped,
+      not when the operator last looked;
+    * ``reason``/``message`` are overwritten only by non-empty values;
+    * a new condition is appended with ``lastTransitionTime=now``.
+
+    When nothing changes the result compares equal to the input, which lets the reconciler skip
+    the status write (a no-op reconcile makes no API write).
+    """
+    ts = now_rfc3339(now)
+    out: list[Obj] = []
+    found = False
+    for cond in conditions:
+        if found or str(cond.get("type", "")).lower() != type_.lower():
+            out.append(cond)
+            continue
+        found = True
+        new = dict(cond)
+        new["type"] = type_
+        if new.get("status") != status or not new.get("lastTransitionTime"):
+            new["lastTransitionTime"] = ts
+        new["status"] = status
+        if reason:
+            new["reason"] = reason
+        if message:
+            new["message"] = message
+        if observed_generation is not None:
+            new["observedGeneration"] = observed_generation
+        out.append(new)
+    if not found:
+        cond = {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": ts,
+        }
+        if observed_generation is not None:
+            cond["observedGeneration"] = observed_generation
+        out.append(cond)
+    return out
+
+
+# --- runner observation --------------------------------------------------------------------------
+
+RunnerKind = Literal["pending", "running", "completed", "failed", "missing"]
+
+
+@dataclass(frozen=True)
+class RunnerObservation:
+    """What the runner Job and its pod say, reduced to one verdict with a stable reason.
+
+    ``reason`` of a failed/completed verdict is the Ready condition reason the session ends with.
+    For ``pending``, ``reason``/``message`` describe why the runner is not up yet (e.g.
+    ``ContainerCreating``, ``Unschedulable``) and ``node`` is set once the pod is scheduled.
+    """
+
+    kind: RunnerKind
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    node: str | None = None
+    started_at: str | None = None
+
+
+def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
+    """Map a Job and its pods to a :class:`RunnerObservation` (table in ``docs/sessions.md``).
+
+    Rows are evaluated in order; the first that matches wins:
+
+    1. no Job → ``missing``
+    2. Job ``Failed`` (or ``FailureTarget``) with reason ``DeadlineExceeded`` → failed ``Timeout``
+    3. runner container terminated: exit 0 → completed ``Completed``; exit 2 → failed
+       ``PrerequisiteFailed``; other → failed ``RunnerExit``
+    4. runner waiting with an unrecoverable reason (image pull, crash loop) → failed <reason>
+    5. Job ``Complete`` → completed ``Completed``
+    6. Job ``Failed`` (``BackoffLimitExceeded``, ``PodFailurePolicy``, ...) → failed <reason>
+    7. pod phase ``Failed`` (e.g. evicted) → failed ``PodFailed``
+    8. runner running → ``running``
+    9. otherwise → ``pending``
+
+    Row 2 comes before the container's exit code because a deadline kills the runner (exit 137/143)
+    and that must read as a timeout, not a crash; ``FailureTarget`` is checked too because newer Job
+    controllers add it (with the same reason) before ``Failed``, while the pod is still terminating.
+    Only pods of this Job are considered (controller UID and run annotation, when present), and of
+    those the newest: a pod of a previous run that is still terminating must not decide this run.
+    """
+    if job is None:
+        return RunnerObservation("missing", REASON_JOB_MISSING, "runner Job not found")
+
+    conds = _true_job_conditions(job)
+    deadline = next(
+        (
+            c
+            for c in conds
+            if c.get("type") in ("Failed", "FailureTarget")
+            and c.get("reason") == REASON_DEADLINE_EXCEEDED
+        ),
+        None,
+    )
+    if deadline is not None:
+        secs = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        msg = (
+            f"runner exceeded its timeout of {secs}s"
+            if secs is not None
+            else "runner exceeded its timeout"
+        )
+        return RunnerObservation("failed", REASON_TIMEOUT, msg)
+
+    pod = _newest_pod(job, pods)
+    runner = _runner_status(pod) if pod is not None else None
+    state: Obj = (runner or {}).get("state") or {}
+    node = _node(pod)
+
+    terminated = state.get("terminated")
+    if terminated is not None:
+        code = terminated.get("exitCode")
+        if code == 0:
+            return RunnerObservation(
+                "completed", REASON_COMPLETED, "runner finished", exit_code=0, node=node
+            )
+        if code == EXIT_PREREQUISITE_FAILED:
+            return RunnerObservation(
+                "failed",
+                REASON_PREREQUISITE_FAILED,
+                _exit_message(code, terminated, "runner prerequisites not met"),
+                exit_code=code,
+                node=node,
+            )
+        return RunnerObservation(
+            "failed",
+            REASON_RUNNER_EXIT,
+            _exit_message(code, terminated, "runner exited"),
+            exit_code=code if isinstance(code, int) else None,
+            node=node,
+        )
+
+    waiting = state.get("waiting")
+    if waiting is not None and waiting.get("reason") in WAITING_FAILURE_REASONS:
+        return RunnerObservation(
+            "failed", str(waiting["reason"]), str(waiting.get("message") or ""), node=node
+        )
+
+    if any(c.get("type") == "Complete" for c in conds):
+        return RunnerObservation("completed", REASON_COMPLETED, "runner Job completed", node=node)
+
+    failed = next((c for c in conds if c.get("type") == "Failed"), None)
+    if failed is not None:
+        return RunnerObservation(
+            "failed",
+            str(failed.get("reason") or REASON_JOB_FAILED),
+            str(failed.get("message") or "runner Job failed"),
+            node=node,
+        )
+
+    pod_status: Obj = (pod or {}).get("status") or {}
+    if pod_status.get("phase") == "Failed":
+        parts = [str(p) for p in (pod_status.get("reason"), pod_status.get("message")) if p]
+        return RunnerObservation(
+            "failed", REASON_POD_FAILED, ": ".join(parts) or "runner pod failed", node=node
+        )
+
+    running = state.get("running")
+    if running is not None:
+        started = running.get("startedAt")
+        return RunnerObservation("running", node=node, started_at=str(started) if started else None)
+
+    reason, message = _pending_detail(pod_status, waiting)
+    return RunnerObservation("pending", reason, message, node=node)
+
+
+def _true_job_conditions(job: Obj) -> list[Obj]:
+    conds: Any = (job.get("status") or {}).get("conditions") or []
+    return [c for c in conds if isinstance(c, dict) and c.get("status") == "True"]
+
+
+def _newest_pod(job: Obj, pods: list[Obj]) -> Obj | None:
+    job_meta = job.get("metadata") or {}
+    job_uid = job_meta.get("uid")
+    job_run = (job_meta.get("annotations") or {}).get(ANN_RUN)
+
+    def belongs(pod: Obj) -> bool:
+        meta = pod.get("metadata") or {}
+        if job_uid:
+            ctrl = [r for r in meta.get("ownerReferences") or () if r.get("controller")]
+            if ctrl and ctrl[0].get("uid") != job_uid:
+                return False
+        pod_run = (meta.get("annotations") or {}).get(ANN_RUN)
+        return not (job_run is not None and pod_run is not None and pod_run != job_run)
+
+    candidates = [p for p in pods if belongs(p)]
+    if not candidates:
+        return None
+    # RFC3339 second-precision UTC timestamps sort chronologically as strings.
+    return max(
+        candidates,
+        key=lambda p: (
+            str((p.get("metadata") or {}).get("creationTimestamp") or ""),
+            str((p.get("metadata") or {}).get("name") or ""),
+        ),
+    )
+
+
+def _runner_status(pod: Obj) -> Obj | None:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or ():
+        if cs.get("name") == RUNNER_CONTAINER:
+            return dict[str, Any](cs)
+    return None
+
+
+def _node(pod: Obj | None) -> str | None:
+    node = ((pod or {}).get("spec") or {}).get("nodeName")
+    return str(node) if node else None
+
+
+def _exit_message(code: Any, terminated: Obj, default: str) -> str:
+    msg = f"{default}: exit code {code}"
+    if terminated.get("reason"):
+        msg += f", reason {terminated['reason']}"
+    if terminated.get("message"):
+        msg += f": {terminated['message']}"
+    return msg
+
+
+def _pending_detail(pod_status: Obj, waiting: Obj | None) -> tuple[str, str]:
+    if waiting is not None and waiting.get("reason"):
+        return str(waiting["reason"]), str(waiting.get("message") or "")
+    for cond in pod_status.get("conditions") or ():
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return str(cond.get("reason") or REASON_UNSCHEDULABLE), str(cond.get("message") or "")
+    return "", ""

@@ -1,0 +1,185 @@
+"""Spec validation the CRD schema cannot fully express (or an older CRD may have let through).
+
+The reconciler calls :func:`validate_session` before building anything. A non-empty result marks
+the session Failed with reason ``InvalidSpec`` and the joined messages: a bad spec is the user's to
+fix, so it must neither crash-loop the operator nor be retried with backoff.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions.model import service_name
+
+MAX_SESSION_NAME: Final = 63 - len(service_name(""))
+"""55: the AG-UI Service ``session-<name>`` must be a DNS-1035 label of at most 63 characters
+(stricter than the Job's ``<name>-job``, whose name becomes the 63-character ``job-name`` label)."""
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_TEMPERATURE: Final = 2.0
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem, addressed by its JSON path (``spec.repos[0].url``)."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def validate_session(session: Obj) -> list[FieldError]:
+    """All problems found in the session's name and spec (empty list when valid)."""
+    errors: list[FieldError] = []
+    _check_name(session, errors)
+    spec = session.get("spec")
+    if spec is None:
+        return errors
+    if not isinstance(spec, dict):
+        errors.append(FieldError("spec", "must be an object"))
+        return errors
+
+    for key in ("interactive", "autoPushOnComplete"):
+        if key in spec and not isinstance(spec[key], bool):
+            errors.append(FieldError(f"spec.{key}", "must be a boolean"))
+    for key in ("initialPrompt", "displayName", "mainRepoName"):
+        if key in spec and not isinstance(spec[key], str):
+            errors.append(FieldError(f"spec.{key}", "must be a string"))
+
+    if "timeout" in spec:
+        t = spec["timeout"]
+        if not _is_int(t) or t < 1:
+            errors.append(
+                FieldError(
+                    "spec.timeout", f"must be a positive integer number of seconds, got {t!r}"
+                )
+            )
+
+    _check_repos(spec, errors)
+    _check_main_repo_index(spec, errors)
+    _check_llm(spec.get("llmSettings"), errors)
+    _check_env(spec.get("environmentVariables"), errors)
+    _check_string_fields(spec, "activeWorkflow", ("gitUrl", "branch", "path"), errors)
+    _check_string_fields(spec, "userContext", ("userId", "displayName"), errors)
+    return errors
+
+
+def _check_name(session: Obj, errors: list[FieldError]) -> None:
+    name = (session.get("metadata") or {}).get("name")
+    if not isinstance(name, str) or not name:
+        errors.append(FieldError("metadata.name", "is required"))
+        return
+    if len(name) > MAX_SESSION_NAME:
+        errors.append(
+            FieldError(
+                "metadata.name",
+                f"must be at most {MAX_SESSION_NAME} characters so that the Service "
+                f"{service_name('<name>')} is a valid DNS label (got {len(name)})",
+            )
+        )
+    elif not _DNS_LABEL.match(name):
+        errors.append(
+            FieldError(
+                "metadata.name",
+                "must consist of lower-case letters, digits and '-' (a DNS label, no dots) "
+                "because derived Service and Job names are built from it",
+            )
+        )
+
+
+def _check_repos(spec: Obj, errors: list[FieldError]) -> None:
+    repos = spec.get("repos")
+    if repos is None:
+        return
+    if not isinstance(repos, list):
+        errors.append(FieldError("spec.repos", "must be a list"))
+        return
+    for i, repo in enumerate(repos):
+        path = f"spec.repos[{i}]"
+        if not isinstance(repo, dict):
+            errors.append(FieldError(path, "must be an object"))
+            continue
+        url = repo.get("url")
+        if not isinstance(url, str) or not url.strip():
+            errors.append(FieldError(f"{path}.url", "is required and must be a non-empty string"))
+        if "branch" in repo and not isinstance(repo["branch"], str):
+            errors.append(FieldError(f"{path}.branch", "must be a string"))
+
+
+def _check_main_repo_index(spec: Obj, errors: list[FieldError]) -> None:
+    if "mainRepoIndex" not in spec:
+        return
+    idx = spec["mainRepoIndex"]
+    if isinstance(idx, str) and idx.isdigit():
+        idx = int(idx)
+    if not _is_int(idx) or idx < 0:
+        errors.append(FieldError("spec.mainRepoIndex", "must be a non-negative integer"))
+        return
+    repos = spec.get("repos")
+    if isinstance(repos, list) and idx >= len(repos):
+        errors.append(
+            FieldError("spec.mainRepoIndex", f"{idx} is out of range for {len(repos)} repos")
+        )
+
+
+def _check_llm(llm: Any, errors: list[FieldError]) -> None:
+    if llm is None:
+        return
+    if not isinstance(llm, dict):
+        errors.append(FieldError("spec.llmSettings", "must be an object"))
+        return
+    if "model" in llm and (not isinstance(llm["model"], str) or not llm["model"].strip()):
+        errors.append(FieldError("spec.llmSettings.model", "must be a non-empty string"))
+    if "temperature" in llm:
+        t = llm["temperature"]
+        if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+            errors.append(FieldError("spec.llmSettings.temperature", "must be a number"))
+        elif not 0 <= t <= MAX_TEMPERATURE:
+            errors.append(FieldError("spec.llmSettings.temperature", "must be between 0 and 2"))
+    if "maxTokens" in llm:
+        m = llm["maxTokens"]
+        if not _is_int(m) or m < 1:
+            errors.append(FieldError("spec.llmSettings.maxTokens", "must be a positive integer"))
+
+
+def _check_env(env: Any, errors: list[FieldError]) -> None:
+    if env is None:
+        return
+    if not isinstance(env, dict):
+        errors.append(FieldError("spec.environmentVariables", "must be a map of string to string"))
+        return
+    for name, value in env.items():
+        path = f"spec.environmentVariables[{name}]"
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            errors.append(
+                FieldError(
+                    path, "is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+                )
+            )
+        if not isinstance(value, str):
+            errors.append(FieldError(path, "value must be a string"))
+
+
+def _check_string_fields(
+    spec: Obj, key: str, subkeys: tuple[str, ...], errors: list[FieldError]
+) -> None:
+    obj = spec.get(key)
+    if obj is None:
+        return
+    if not isinstance(obj, dict):
+        errors.append(FieldError(f"spec.{key}", "must be an object"))
+        return
+    for sub in subkeys:
+        if sub in obj and not isinstance(obj[sub], str):
+            errors.append(FieldError(f"spec.{key}.{sub}", "must be a string"))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)

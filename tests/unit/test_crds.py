@@ -1,0 +1,225 @@
+"""Static structure of the shipped CRDs (server-side acceptance is covered by the e2e tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentic_operator.kube.resources import AGENTIC_SESSIONS, PROJECT_SETTINGS
+from agentic_operator.sessions import model
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+
+
+def load(name: str) -> dict[str, Any]:
+    docs = list(yaml.safe_load_all((CRD_DIR / name).read_text()))
+    assert len(docs) == 1
+    doc: dict[str, Any] = docs[0]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def sessions_crd() -> dict[str, Any]:
+    return load("agenticsessions.yaml")
+
+
+@pytest.fixture(scope="module")
+def settings_crd() -> dict[str, Any]:
+    return load("projectsettings.yaml")
+
+
+def version(crd: dict[str, Any]) -> dict[str, Any]:
+    versions = crd["spec"]["versions"]
+    assert [v["name"] for v in versions] == ["v1alpha1"]
+    v: dict[str, Any] = versions[0]
+    assert v["served"] is True
+    assert v["storage"] is True
+    return v
+
+
+def schema(crd: dict[str, Any]) -> dict[str, Any]:
+    s: dict[str, Any] = version(crd)["schema"]["openAPIV3Schema"]
+    return s
+
+
+def walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every schema node with its path (for structural-schema checks)."""
+    out = [(path, node)]
+    for key, child in (node.get("properties") or {}).items():
+        out += walk(child, f"{path}.{key}")
+    if isinstance(node.get("items"), dict):
+        out += walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += walk(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("file", "resource", "singular", "short"),
+    [
+        ("agenticsessions.yaml", AGENTIC_SESSIONS, "agenticsession", "as"),
+        ("projectsettings.yaml", PROJECT_SETTINGS, "projectsetting", "ps"),
+    ],
+)
+def test_identity(file: str, resource: Any, singular: str, short: str) -> None:
+    crd = load(file)
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["kind"] == "CustomResourceDefinition"
+    assert crd["metadata"]["name"] == f"{resource.plural}.{resource.group}"
+    spec = crd["spec"]
+    assert spec["group"] == model.GROUP == resource.group
+    assert spec["scope"] == "Namespaced"
+    names = spec["names"]
+    assert (names["plural"], names["singular"], names["kind"]) == (
+        resource.plural,
+        singular,
+        resource.kind,
+    )
+    assert names["shortNames"] == [short]
+    assert version(crd)["name"] == model.VERSION == resource.version
+
+
+@pytest.mark.parametrize("file", ["agenticsessions.yaml", "projectsettings.yaml"])
+def test_structural_schema(file: str) -> None:
+    """Every node typed (or int-or-string), nothing preserves unknown fields (pruning stays on)."""
+    for path, node in walk(schema(load(file))):
+        assert "x-kubernetes-preserve-unknown-fields" not in node, path
+        assert "type" in node or node.get("x-kubernetes-int-or-string") is True, path
+
+
+def test_session_subresources_and_columns(sessions_crd: dict[str, Any]) -> None:
+    v = version(sessions_crd)
+    assert v["subresources"] == {"status": {}}
+    assert v["additionalPrinterColumns"] == [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Run", "type": "integer", "priority": 1, "jsonPath": ".status.run"},
+        {"name": "Started", "type": "date", "jsonPath": ".status.startTime"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def test_session_spec_fields(sessions_crd: dict[str, Any]) -> None:
+    spec = schema(sessions_crd)["properties"]["spec"]["properties"]
+    assert set(spec) == {
+        "repos",
+        "interactive",
+        "initialPrompt",
+        "displayName",
+        "userContext",
+        "llmSettings",
+        "timeout",
+        "autoPushOnComplete",
+        "activeWorkflow",
+        "environmentVariables",
+        "mainRepoName",
+        "mainRepoIndex",
+    }
+    repo = spec["repos"]["items"]
+    assert repo["required"] == ["url"]
+    assert repo["properties"]["url"] == {
+        "type": "string",
+        "minLength": 1,
+        "description": "Git repository URL.",
+    }
+    assert repo["properties"]["branch"]["default"] == "main"
+    assert spec["interactive"]["default"] is True
+    assert spec["autoPushOnComplete"]["default"] is False
+    assert spec["timeout"]["type"] == "integer"
+    assert spec["timeout"]["minimum"] == 1
+    assert "default" not in spec["timeout"]
+    llm = spec["llmSettings"]["properties"]
+    assert llm["model"]["default"] == "claude-3-7-sonnet-latest"
+    assert (
+        llm["temperature"]["type"],
+        llm["temperature"]["minimum"],
+        llm["temperature"]["maximum"],
+    ) == ("number", 0, 2)
+    assert llm["temperature"]["default"] == 0.7
+    assert (llm["maxTokens"]["type"], llm["maxTokens"]["minimum"], llm["maxTokens"]["default"]) == (
+        "integer",
+        1,
+        4000,
+    )
+    assert spec["environmentVariables"]["type"] == "object"
+    assert spec["environmentVariables"]["additionalProperties"] == {"type": "string"}
+    assert spec["mainRepoName"]["type"] == "string"
+    assert spec["mainRepoIndex"]["x-kubernetes-int-or-string"] is True
+    assert set(spec["userContext"]["properties"]) == {"userId", "displayName", "groups"}
+    assert set(spec["activeWorkflow"]["properties"]) == {"gitUrl", "branch", "path"}
+
+
+def test_session_status_fields(sessions_crd: dict[str, Any]) -> None:
+    status = schema(sessions_crd)["properties"]["status"]["properties"]
+    assert set(status) == {
+        "phase",
+        "observedGeneration",
+        "run",
+        "startTime",
+        "completionTime",
+        "reconciledRepos",
+        "reconciledWorkflow",
+        "sdkSessionId",
+        "sdkRestartCount",
+        "conditions",
+    }
+    assert status["phase"]["enum"] == [str(p) for p in model.Phase]
+    assert status["run"]["type"] == "integer"
+    assert status["startTime"]["format"] == "date-time"
+    assert status["completionTime"]["format"] == "date-time"
+    cond = status["conditions"]["items"]
+    assert cond["required"] == ["type", "status"]
+    assert cond["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
+    assert set(cond["properties"]) == {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    }
+
+
+def test_session_name_rule_matches_validation(sessions_crd: dict[str, Any]) -> None:
+    from agentic_operator.sessions.validation import MAX_SESSION_NAME
+
+    rules = [r["rule"] for r in schema(sessions_crd)["x-kubernetes-validations"]]
+    assert f"self.metadata.name.size() <= {MAX_SESSION_NAME}" in rules
+
+
+def test_project_settings(settings_crd: dict[str, Any]) -> None:
+    v = version(settings_crd)
+    assert v["subresources"] == {"status": {}}
+    assert v["additionalPrinterColumns"] == [
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    ]
+    root = schema(settings_crd)
+    assert [r["rule"] for r in root["x-kubernetes-validations"]] == [
+        "self.metadata.name == 'projectsettings'"
+    ]
+    spec = root["properties"]["spec"]
+    assert spec["required"] == ["groupAccess"]
+    access = spec["properties"]["groupAccess"]["items"]
+    assert access["required"] == ["groupName", "role"]
+    assert access["properties"]["role"]["enum"] == ["admin", "edit", "view"]
+    assert spec["properties"]["runnerSecretsName"]["type"] == "string"
+    repo = spec["properties"]["repositories"]["items"]
+    assert repo["required"] == ["url"]
+    assert repo["properties"]["provider"]["enum"] == ["github", "gitlab"]
+    status = root["properties"]["status"]["properties"]
+    assert status["groupBindingsCreated"] == {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Number of group RoleBindings in place after the last reconcile.",
+    }
+    assert status["conditions"]["type"] == "array"
+
+
+def test_kustomization_lists_both() -> None:
+    kust = yaml.safe_load((CRD_DIR / "kustomization.yaml").read_text())
+    assert kust["kind"] == "Kustomization"
+    assert sorted(kust["resources"]) == ["agenticsessions.yaml", "projectsettings.yaml"]
+    for res in kust["resources"]:
+        assert (CRD_DIR / res).is_file()

@@ -1,0 +1,115 @@
+"""SessionConfig.from_env: defaults, every variable, and every rejected value."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentic_operator.sessions.config import DEFAULT_RUNNER_IMAGE, SessionConfig
+
+VERTEX_ON = {
+    "CLAUDE_CODE_USE_VERTEX": "1",
+    "CLOUD_ML_REGION": "us-east5",
+    "ANTHROPIC_VERTEX_PROJECT_ID": "proj",
+    "GOOGLE_APPLICATION_CREDENTIALS": "/app/vertex/key.json",
+}
+
+
+def test_defaults() -> None:
+    cfg = SessionConfig.from_env({})
+    assert cfg == SessionConfig()
+    assert cfg.runner_image == DEFAULT_RUNNER_IMAGE
+    assert cfg.image_pull_policy == "IfNotPresent"
+    assert cfg.operator_namespace == "default"
+    assert cfg.backend_namespace == "default"
+    assert (cfg.default_timeout, cfg.pending_timeout, cfg.job_ttl_seconds) == (14400, 600, 600)
+    assert (cfg.token_refresh_age, cfg.token_lifetime) == (2700, 3600)
+    assert not cfg.use_vertex
+    assert not cfg.langfuse_enabled
+    assert not cfg.workspace_pvc
+    assert (cfg.runner_cpu_request, cfg.runner_memory_request) == ("100m", "256Mi")
+    assert (cfg.runner_cpu_limit, cfg.runner_memory_limit) == ("2", "4Gi")
+    assert cfg.backend_api_url == "http://backend-service.default.svc.cluster.local:8080/api"
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "expected"),
+    [
+        ({"AMBIENT_CODE_RUNNER_IMAGE": "reg/runner:1"}, "runner_image", "reg/runner:1"),
+        ({"IMAGE_PULL_POLICY": "Always"}, "image_pull_policy", "Always"),
+        ({"IMAGE_PULL_POLICY": "Never"}, "image_pull_policy", "Never"),
+        ({"NAMESPACE": "ops"}, "operator_namespace", "ops"),
+        ({"NAMESPACE": "ops"}, "backend_namespace", "ops"),
+        ({"NAMESPACE": "ops", "BACKEND_NAMESPACE": "be"}, "backend_namespace", "be"),
+        ({"BACKEND_NAMESPACE": "be"}, "operator_namespace", "default"),
+        ({"NAMESPACE": "  "}, "operator_namespace", "default"),
+        ({"DEFAULT_SESSION_TIMEOUT": "60"}, "default_timeout", 60),
+        ({"DEFAULT_SESSION_TIMEOUT": " 90 "}, "default_timeout", 90),
+        ({"PENDING_TIMEOUT": "30"}, "pending_timeout", 30),
+        ({"LANGFUSE_ENABLED": "true"}, "langfuse_enabled", True),
+        ({"LANGFUSE_ENABLED": "0"}, "langfuse_enabled", False),
+        ({"LANGFUSE_ENABLED": "False"}, "langfuse_enabled", False),
+        ({"RUNNER_WORKSPACE_PVC": "yes"}, "workspace_pvc", True),
+        ({"CLAUDE_CODE_USE_VERTEX": "0"}, "use_vertex", False),
+        ({"GOOGLE_OAUTH_CLIENT_ID": "cid"}, "google_oauth_client_id", "cid"),
+        ({"GOOGLE_OAUTH_CLIENT_SECRET": "s3cr3t"}, "google_oauth_client_secret", "s3cr3t"),
+        ({"RUNNER_CPU_REQUEST": "250m"}, "runner_cpu_request", "250m"),
+        ({"RUNNER_MEMORY_LIMIT": "8Gi"}, "runner_memory_limit", "8Gi"),
+        ({"RUNNER_CPU_LIMIT": "1.5"}, "runner_cpu_limit", "1.5"),
+        (VERTEX_ON, "use_vertex", True),
+        (VERTEX_ON, "cloud_ml_region", "us-east5"),
+        (VERTEX_ON, "vertex_project_id", "proj"),
+        (VERTEX_ON, "google_application_credentials", "/app/vertex/key.json"),
+    ],
+)
+def test_each_variable(env: dict[str, str], field: str, expected: object) -> None:
+    assert getattr(SessionConfig.from_env(env), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"DEFAULT_SESSION_TIMEOUT": "abc"},
+            "DEFAULT_SESSION_TIMEOUT: expected a positive integer number of seconds, got 'abc'",
+        ),
+        ({"DEFAULT_SESSION_TIMEOUT": "0"}, "DEFAULT_SESSION_TIMEOUT: expected a positive"),
+        ({"DEFAULT_SESSION_TIMEOUT": "-5"}, "DEFAULT_SESSION_TIMEOUT: expected a positive"),
+        ({"DEFAULT_SESSION_TIMEOUT": "1.5"}, "DEFAULT_SESSION_TIMEOUT: expected a positive"),
+        ({"PENDING_TIMEOUT": "10m"}, "PENDING_TIMEOUT: expected a positive integer"),
+        ({"IMAGE_PULL_POLICY": "always"}, "IMAGE_PULL_POLICY: expected one of"),
+        ({"AMBIENT_CODE_RUNNER_IMAGE": "bad image"}, "AMBIENT_CODE_RUNNER_IMAGE:"),
+        ({"CLAUDE_CODE_USE_VERTEX": "maybe"}, "CLAUDE_CODE_USE_VERTEX: expected true/false"),
+        ({"LANGFUSE_ENABLED": "2"}, "LANGFUSE_ENABLED: expected true/false"),
+        ({"RUNNER_WORKSPACE_PVC": "y e s"}, "RUNNER_WORKSPACE_PVC: expected true/false"),
+        ({**VERTEX_ON, "CLOUD_ML_REGION": ""}, "CLOUD_ML_REGION: required when"),
+        (
+            {**VERTEX_ON, "ANTHROPIC_VERTEX_PROJECT_ID": " "},
+            "ANTHROPIC_VERTEX_PROJECT_ID: required",
+        ),
+        (
+            {k: v for k, v in VERTEX_ON.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"},
+            "GOOGLE_APPLICATION_CREDENTIALS: required when",
+        ),
+        ({"RUNNER_CPU_REQUEST": "lots"}, "RUNNER_CPU_REQUEST: expected a Kubernetes quantity"),
+        ({"RUNNER_MEMORY_REQUEST": "4GB"}, "RUNNER_MEMORY_REQUEST: expected a Kubernetes quantity"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message.replace(".", r"\.").replace("(", r"\(")):
+        SessionConfig.from_env(env)
+
+
+def test_repr_hides_oauth_secret() -> None:
+    cfg = SessionConfig.from_env(
+        {"GOOGLE_OAUTH_CLIENT_SECRET": "topsecretvalue", "GOOGLE_OAUTH_CLIENT_ID": "client-1"}
+    )
+    for text in (repr(cfg), str(cfg), f"{cfg}"):
+        assert "topsecretvalue" not in text
+        assert "google_oauth_client_secret='***'" in text
+        assert "client-1" in text  # non-secret fields stay visible
+
+
+def test_config_is_immutable() -> None:
+    cfg = SessionConfig()
+    with pytest.raises(AttributeError):
+        cfg.runner_image = "x"  # type: ignore[misc]
