@@ -4,10 +4,12 @@ Order of precedence:
 
 1. ``KUBEBUILDER_ASSETS`` (envtest's convention): a directory that must hold all of
    :data:`REQUIRED`; a missing one is an error naming it, never a silent build.
-2. ``testenv/build-binaries.sh``: builds what is missing from the Go module proxy into a versioned
-   cache under ``~/.cache/agentic-operator`` (a no-op when warm) and prints that directory as its
-   last stdout line. Its progress (stderr) is streamed through so a cold build of several minutes
-   is not silent.
+2. the versioned cache directory ``build-binaries.sh`` fills (``~/.cache/agentic-operator/bin/
+   k8s-<v>-etcd-<v>-kwok-<v>``, versions from ``testenv/gomod/*/go.mod``), when complete: no
+   subprocess, and no Go needed;
+3. ``testenv/build-binaries.sh``: builds what is missing from the Go module proxy into that cache
+   and prints the directory as its last stdout line. Its progress (stderr) is streamed through
+   so a cold build of several minutes is not silent.
 """
 
 from __future__ import annotations
@@ -151,6 +153,9 @@ def find_kubectl(env: Mapping[str, str] | None = None) -> Path:
     assets = environ.get(ASSETS_ENV)
     if assets and (Path(assets) / "kubectl").is_file():
         return Path(assets) / "kubectl"
+    cached = cached_dir(environ)
+    if cached is not None:
+        return cached / "kubectl"
     on_path = shutil.which("kubectl")
     if on_path:
         return Path(on_path)

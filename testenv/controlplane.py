@@ -354,6 +354,8 @@ class ControlPlane:
         self.ports: dict[str, int] = {}
         self.processes: dict[str, Process] = {}
         self.startup_seconds: float | None = None
+        self.timings: dict[str, float] = {}
+        """Seconds each start-up step took (for reports and benchmarks)."""
         self._pki: PKI | None = None
         self._bin = Path()
         self._started = False
@@ -388,10 +390,15 @@ class ControlPlane:
         try:
             self._bin = self._binary_dir or find_binaries()
             self._check_binaries()
-            self._start_etcd()
-            self._start_apiserver()
-            self._start_clients()
-            self._create_nodes()
+            for step, run in (
+                ("etcd", self._start_etcd),
+                ("kube-apiserver", self._start_apiserver),
+                ("controller-manager+scheduler+kwok", self._start_clients),
+                ("nodes Ready", self._create_nodes),
+            ):
+                t_step = time.monotonic()
+                run()
+                self.timings[step] = time.monotonic() - t_step
         except BaseException as err:
             if isinstance(err, Exception):
                 self.keep = True  # the error message points at logs in the work directory
@@ -415,10 +422,13 @@ class ControlPlane:
         elif not self.keep:
             shutil.rmtree(self.workdir / "etcd-data", ignore_errors=True)
 
-    def restart_apiserver(self) -> None:
-        """Stop kube-apiserver only and start it again on the same port (watch-recovery tests)."""
+    def restart_apiserver(self, grace: float = 1.0) -> None:
+        """Stop kube-apiserver only and start it again on the same port (watch-recovery tests).
+
+        SIGTERM closes the listener at once, but with clients connected the process lingers for
+        seconds after that; ``grace`` bounds the wait before SIGKILL (which drops open watches)."""
         proc = self.processes["kube-apiserver"]
-        stop_processes([proc])
+        stop_processes([proc], grace=grace)
         proc.start()
         self._wait_ready(proc, self._apiserver_ready)
 
@@ -531,6 +541,13 @@ class ControlPlane:
                 f"--tls-cert-file={pki.serving.cert}",
                 f"--tls-private-key-file={pki.serving.key}",
                 f"--client-ca-file={pki.ca.cert}",
+                # Published in kube-system/extension-apiserver-authentication; without it the
+                # controller-manager and scheduler log an error about it several times a second.
+                f"--requestheader-client-ca-file={pki.ca.cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 "--authorization-mode=RBAC",
                 # Defaults already include these; listed so the intent is visible and stable.
                 "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity",

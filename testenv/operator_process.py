@@ -53,13 +53,50 @@ def _port_of(address: str) -> int | None:
     return int(port) if sep and port.isdigit() and int(port) > 0 else None
 
 
+def write_token_kubeconfig(
+    cluster: Cluster,
+    path: Path,
+    *,
+    namespace: str,
+    service_account: str,
+    duration: str = "24h",
+) -> None:
+    """Write a kubeconfig (mode 0600) that authenticates as ``namespace/service_account``.
+
+    The cluster entry (server, CA) is copied from the cluster's own kubeconfig; the bearer token
+    comes from the TokenRequest API via ``kubectl create token`` and is never printed."""
+    view = cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json")
+    cluster_entry = json.loads(view.stdout)["clusters"][0]["cluster"]
+    token = cluster.kubectl(
+        "create", "token", service_account, "-n", namespace, f"--duration={duration}"
+    ).stdout.strip()
+    user = f"system:serviceaccount:{namespace}:{service_account}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testenv", "cluster": cluster_entry}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "testenv",
+                "context": {"cluster": "testenv", "user": user, "namespace": namespace},
+            }
+        ],
+        "current-context": "testenv",
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 class OperatorProcess:
     """``python -m agentic_operator --kubeconfig <SA kubeconfig> *args`` with logs in a file.
 
     Probe and metrics ports: taken from ``args`` when given there
     (``--health-probe-bind-address=127.0.0.1:<port>``), otherwise picked here and added.
     ``env`` is merged over the current environment (minus ``KUBECONFIG``, so only the minted
-    credentials are used).
+    credentials are used) after ``NAMESPACE=<namespace>``, which the Deployment sets from the
+    pod's namespace. ``command`` replaces ``python -m agentic_operator`` (tests of this
+    helper use a stand-in).
     """
 
     def __init__(
@@ -73,6 +110,7 @@ class OperatorProcess:
         name: str = "operator",
         workdir: Path | None = None,
         token_duration: str = "24h",  # noqa: S107 - a duration, not a secret
+        command: Sequence[str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.name = name
@@ -80,6 +118,7 @@ class OperatorProcess:
         self.service_account = service_account
         self.token_duration = token_duration
         self.args = list(args)
+        self.command = list(command) if command else [sys.executable, "-m", "agentic_operator"]
         self.extra_env = dict(env or {})
 
         probe = _flag_value(self.args, PROBE_FLAG)
@@ -112,20 +151,26 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         if self._process is not None and self._process.alive():
             raise RuntimeError(f"{self.name} is already running")
-        self._write_kubeconfig()
+        write_token_kubeconfig(
+            self.cluster,
+            self.kubeconfig,
+            namespace=self.namespace,
+            service_account=self.service_account,
+            duration=self.token_duration,
+        )
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         src = str(REPO_ROOT / "src")
         env["PYTHONPATH"] = os.pathsep.join(
             [src, str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
         )
         env["PYTHONUNBUFFERED"] = "1"
+        # What deploy/manager/deployment.yaml sets through the downward API.
+        env["NAMESPACE"] = self.namespace
         env.update(self.extra_env)
         self._process = Process(
             name=self.name,
             argv=[
-                sys.executable,
-                "-m",
-                "agentic_operator",
+                *self.command,
                 "--kubeconfig",
                 str(self.kubeconfig),
                 *self.args,
@@ -243,36 +288,3 @@ class OperatorProcess:
                     f"log {self.log_path}:\n{self.log_tail(40)}"
                 )
             time.sleep(0.1)
-
-    # -- credentials --------------------------------------------------------------------------
-
-    def _write_kubeconfig(self) -> None:
-        """Kubeconfig with the cluster entry of the admin kubeconfig and a fresh SA token."""
-        view = self.cluster.kubectl(
-            "config", "view", "--raw", "--minify", "--flatten", "-o", "json"
-        )
-        cluster_entry = json.loads(view.stdout)["clusters"][0]["cluster"]
-        token = self.cluster.kubectl(
-            "create",
-            "token",
-            self.service_account,
-            "-n",
-            self.namespace,
-            f"--duration={self.token_duration}",
-        ).stdout.strip()
-        user = f"system:serviceaccount:{self.namespace}:{self.service_account}"
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "testenv", "cluster": cluster_entry}],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [
-                {
-                    "name": "testenv",
-                    "context": {"cluster": "testenv", "user": user, "namespace": self.namespace},
-                }
-            ],
-            "current-context": "testenv",
-        }
-        self.kubeconfig.touch(mode=0o600)
-        self.kubeconfig.write_text(json.dumps(config, indent=2) + "\n")

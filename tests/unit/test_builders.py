@@ -677,3 +677,16 @@ def test_terminal_phases() -> None:
         "Completed",
         "Failed",
     ]
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({}, {}),
+        ({"metadata": {}}, {}),
+        ({"metadata": {"annotations": None}}, {}),
+        ({"metadata": {"annotations": {"a": "b"}}}, {"a": "b"}),
+    ],
+)
+def test_annotations_reader(obj: Obj, expected: dict[str, str]) -> None:
+    assert model.annotations(obj) == expected

@@ -505,6 +505,48 @@ async def test_release_hands_over_to_a_standby_at_once(
     assert gauge(lease_name) == 1
 
 
+async def test_release_during_cancellation_is_bounded_by_renew_deadline(
+    api: FakeLeaseAPI, clock: FakeClock, lease_name: str, tasks: list[asyncio.Task[Any]]
+) -> None:
+    e = make(api, clock, lease_name, "me")
+    await e.acquire()
+    hold = await start(tasks, e.hold())
+    api.hang = True  # the API server stops answering during shutdown
+    hold.cancel()
+    await settle()
+    await clock.advance(9.9)
+    assert not hold.done()  # still trying to release
+    await clock.advance(0.1)
+    assert hold.done()
+    assert hold.cancelled()
+    assert not e.is_leader
+    assert api.spec(lease_name)["holderIdentity"] == "me"
+
+
+async def test_release_timing_out_inside_a_cancelled_task_returns_false(
+    api: FakeLeaseAPI, clock: FakeClock, lease_name: str, tasks: list[asyncio.Task[Any]]
+) -> None:
+    # A manager's shutdown handler runs in a task that is being cancelled; a release that times
+    # out there must report False, not masquerade as a second cancellation.
+    e = make(api, clock, lease_name, "me")
+    await e.acquire()
+
+    async def shutdown_handler() -> bool:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return await e.release()
+        return True
+
+    task = await start(tasks, shutdown_handler())
+    api.hang = True
+    task.cancel()
+    await settle()
+    await clock.advance(10)
+    assert task.done()
+    assert task.result() is False
+
+
 async def test_explicit_release_writes_once(
     api: FakeLeaseAPI, clock: FakeClock, lease_name: str
 ) -> None:

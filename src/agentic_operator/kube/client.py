@@ -86,8 +86,13 @@ class WatchLineSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Complete lines found so far (without the newline); the tail is kept for later."""
-        data = self._partial + chunk if self._partial else chunk
-        lines = data.split(b"\n")
+        if b"\n" not in chunk:
+            self._partial += chunk
+            return []
+        lines = chunk.split(b"\n")
+        if self._partial:
+            # Only the line that straddles two chunks is copied again.
+            lines[0] = self._partial + lines[0]
         self._partial = lines.pop()
         return lines
 

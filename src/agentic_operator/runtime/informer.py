@@ -37,9 +37,9 @@ from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import Gone
 from agentic_operator.kube.resources import Obj, Resource, object_key
 from agentic_operator.runtime.clock import Clock, RealClock
-from agentic_operator.runtime.store import Store
+from agentic_operator.runtime.store import CompactStore, Store
 
-__all__ = ["Informer", "Store", "prune_object"]
+__all__ = ["CompactStore", "Informer", "Store", "prune_object"]
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,12 @@ class Informer:
         page_size: int = 500,
         watch_timeout: tuple[int, int] = (300, 600),
         prune: bool = True,
+        compact: bool = False,
     ) -> None:
         """``transform`` runs on every object before it is stored (after pruning, if enabled);
-        ``watch_timeout`` is the range the server-side watch timeout is drawn from."""
+        ``watch_timeout`` is the range the server-side watch timeout is drawn from; ``compact``
+        keeps the store as JSON bytes (:class:`CompactStore`: ~4x less memory, a decode per
+        read)."""
         self.client = client
         self.res = res
         self.namespace = namespace
@@ -116,7 +119,7 @@ class Informer:
         self.field_selector = field_selector
         self.resync_period = resync_period
         self.name = name or (f"{res}/{namespace}" if namespace else str(res))
-        self.store = Store()
+        self.store: Store = CompactStore() if compact else Store()
         self.lists = 0
         """Completed LISTs (the first sync plus every relist)."""
         self._transform = transform
@@ -125,6 +128,7 @@ class Informer:
         self._page_size = page_size
         self._watch_timeout = watch_timeout
         self._handlers: list[_Handler] = []
+        self._wants_old = False
         self._synced = asyncio.Event()
         self._last_rv = ""
         self._events_seen = 0
@@ -146,6 +150,7 @@ class Informer:
         object already in the store, so late registration misses nothing."""
         handler = _Handler(on_add, on_update, on_delete)
         self._handlers.append(handler)
+        self._wants_old = any(h.on_update is not None for h in self._handlers)
         if on_add is not None:
             for obj in self.store.list():
                 self._call(on_add, obj)
@@ -202,16 +207,15 @@ class Informer:
         prepared = self._prepare(obj)
         if prepared is None:
             return
-        key = object_key(prepared)
         if event_type == "DELETED":
-            self.store.delete(key)
+            self.store.delete(object_key(prepared))
             self._notify_delete(prepared)
         else:
-            old = self.store.put(prepared)
-            if old is None:
+            result = self.store.upsert(prepared, need_old=self._wants_old)
+            if not result.existed:
                 self._notify_add(prepared)
-            elif _rv(old) != _rv(prepared):
-                self._notify_update(old, prepared)
+            elif result.changed:
+                self._notify_update(result.old or prepared, prepared)
         if rv:
             self._last_rv = str(rv)
 
@@ -269,19 +273,19 @@ class Informer:
             prepared = self._prepare(item)
             if prepared is not None:
                 fresh[object_key(prepared)] = prepared
-        previous = self.store.replace(fresh)
+        changes = self.store.replace(fresh)
         self._last_rv = rv
         self.lists += 1
-        for key, obj in fresh.items():
-            old = previous.get(key)
-            if old is None:
-                self._notify_add(obj)
-            elif _rv(old) != _rv(obj):
-                self._notify_update(old, obj)
-        for key, old in previous.items():
-            if key not in fresh:
+        for key, old in changes.items():
+            new = fresh.get(key)
+            if new is None:
                 # Deleted while we were not watching: the last state we knew stands in for it.
+                assert old is not None
                 self._notify_delete(old)
+            elif old is None:
+                self._notify_add(new)
+            else:
+                self._notify_update(old, new)
         self._synced.set()
         log.debug("%s: listed %d objects at resourceVersion %s", self.name, len(fresh), rv)
 
@@ -345,7 +349,3 @@ class Informer:
             fn(*args)
         except Exception:
             log.exception("%s: event handler %r failed", self.name, fn)
-
-
-def _rv(obj: Obj) -> object:
-    return (obj.get("metadata") or {}).get("resourceVersion")

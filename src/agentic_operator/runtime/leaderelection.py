@@ -185,8 +185,9 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Block until this elector holds the lease.
 
-        Tries at once, then every ``retry_period`` (jittered). Errors talking to the API server are
-        logged and retried; only cancellation ends the loop early.
+        Tries at once, then every ``retry_period`` (jittered). Each attempt is cut off after
+        ``renew_deadline`` so a hung request cannot stall the campaign. Errors talking to the API
+        server are logged and retried; only cancellation ends the loop early.
         """
         log.info(
             "leader election: %s campaigning for lease %s/%s",
@@ -212,7 +213,9 @@ class LeaderElector:
 
         Leadership is lost when no renewal succeeded within ``renew_deadline`` of the previous one
         (each attempt is cut off at that deadline, so a hung request cannot extend it), or at once
-        when the lease turns out to be held by someone else.
+        when the lease turns out to be held by someone else. When cancelled with
+        ``release_on_cancel`` it releases the lease (bounded by ``renew_deadline``) before
+        re-raising the cancellation.
         """
         if not self._leading:
             raise LeadershipLost(
@@ -287,7 +290,7 @@ class LeaderElector:
                     f"within {self.renew_deadline:g}s"
                 )
             try:
-                ok = await self._try_acquire_or_renew()
+                ok = await self._bounded(self._try_acquire_or_renew(), remaining)
             except TimeoutError:
                 log.warning(
                     "leader election: renewing lease %s/%s timed out", self.namespace, self.name
@@ -464,6 +467,9 @@ class LeaderElector:
         task = asyncio.current_task()
         assert task is not None, "_bounded must run inside a task"
         expired = False
+        # Cancellations already requested (e.g. release() running while hold() is cancelled);
+        # only ours, on top of them, is a timeout.
+        baseline = task.cancelling()
 
         async def watchdog() -> None:
             nonlocal expired
@@ -475,7 +481,7 @@ class LeaderElector:
         try:
             result = await aw
         except asyncio.CancelledError:
-            if expired and task.uncancel() == 0:
+            if expired and task.uncancel() <= baseline:
                 raise TimeoutError from None
             raise
         finally:

@@ -1,44 +1,79 @@
-"""The informer's in-memory cache: objects keyed by ``namespace/name``.
+"""The informer's in-memory cache: objects keyed by ``namespace/name``, indexed by namespace.
 
-Readers (reconcilers, mappers) get the stored dicts themselves, not copies, so a lookup costs
-nothing; in exchange they must treat them as read-only (copy before building a patch). Only the
-informer writes. A per-namespace index makes "all Jobs in namespace X" cheap without a scan.
+Two representations with the same interface:
+
+* :class:`Store` keeps the decoded dicts. Reads cost nothing and return the stored dicts
+  themselves, so readers must treat them as read-only (copy before building a patch).
+* :class:`CompactStore` keeps each object as its orjson encoding and decodes on every read. A
+  Python dict tree costs about four times its JSON size (a ~4 KB Job holds ~70 dicts of ~190 bytes
+  each plus its strings), so for large caches this cuts memory by ~4x; in exchange each read costs
+  a decode (~10 us for 4 KB) and returns a fresh copy that the caller may modify.
+
+Only the informer (and write-through caches after the operator's own writes) put objects.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import orjson
 
 from agentic_operator.kube.resources import Obj, object_key, split_key
 
 
+class Upsert(NamedTuple):
+    """Outcome of :meth:`Store.upsert`."""
+
+    existed: bool
+    changed: bool
+    """False when the stored object had the same resourceVersion (CompactStore: same content)."""
+    old: Obj | None
+    """The replaced object, when it existed, changed and ``need_old`` was set."""
+
+
+def _rv(obj: Obj) -> object:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
 class Store:
-    """Objects by key (``ns/name``, or ``name`` when cluster-scoped), indexed by namespace."""
+    """Decoded objects by key (``ns/name``, or ``name`` when cluster-scoped)."""
 
     __slots__ = ("_by_ns", "_items")
 
     def __init__(self) -> None:
-        self._items: dict[str, Obj] = {}
-        self._by_ns: dict[str, dict[str, Obj]] = {}
+        self._items: dict[str, Any] = {}
+        self._by_ns: dict[str, dict[str, Any]] = {}
+
+    # -- representation (overridden by CompactStore) ---------------------------------------------
+
+    def _encode(self, obj: Obj) -> Any:
+        return obj
+
+    def _decode(self, value: Any) -> Obj:
+        return value  # type: ignore[no-any-return]
 
     # -- reads -----------------------------------------------------------------------------------
 
     def get(self, key: str) -> Obj | None:
-        return self._items.get(key)
+        value = self._items.get(key)
+        return None if value is None else self._decode(value)
 
     def get_by_name(self, namespace: str | None, name: str) -> Obj | None:
-        return self._items.get(f"{namespace}/{name}" if namespace else name)
+        return self.get(f"{namespace}/{name}" if namespace else name)
 
-    def list(self) -> list[Obj]:
-        return list(self._items.values())
+    def list(self) -> builtins.list[Obj]:
+        decode = self._decode
+        return [decode(v) for v in self._items.values()]
 
     def keys(self) -> builtins.list[str]:
-        return list(self._items)
+        return builtins.list(self._items)
 
     def by_namespace(self, namespace: str) -> builtins.list[Obj]:
         """Objects of one namespace (empty for an unknown namespace)."""
-        return list(self._by_ns.get(namespace, {}).values())
+        decode = self._decode
+        return [decode(v) for v in self._by_ns.get(namespace, {}).values()]
 
     def __len__(self) -> int:
         return len(self._items)
@@ -47,36 +82,97 @@ class Store:
         return key in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._items))
+        return iter(builtins.list(self._items))
 
-    # -- writes (the informer's) -----------------------------------------------------------------
+    # -- writes ----------------------------------------------------------------------------------
 
-    def put(self, obj: Obj) -> Obj | None:
-        """Store ``obj`` under its key; returns the object it replaced, if any."""
+    def put(self, obj: Obj) -> None:
+        """Store ``obj`` under its key (replacing any previous version)."""
+        self._set(object_key(obj), self._encode(obj))
+
+    def upsert(self, obj: Obj, *, need_old: bool = True) -> Upsert:
+        """Store ``obj`` and report what it replaced (the informer's per-event step)."""
         key = object_key(obj)
         old = self._items.get(key)
-        self._items[key] = obj
-        ns = split_key(key)[0] or ""
-        self._by_ns.setdefault(ns, {})[key] = obj
-        return old
+        self._set(key, obj)
+        if old is None:
+            return Upsert(False, True, None)
+        return Upsert(True, _rv(old) != _rv(obj), old)
 
     def delete(self, key: str) -> Obj | None:
         """Remove ``key``; returns the removed object, if it was there."""
         old = self._items.pop(key, None)
-        if old is not None:
-            ns = split_key(key)[0] or ""
-            bucket = self._by_ns.get(ns)
-            if bucket is not None:
-                bucket.pop(key, None)
-                if not bucket:
-                    del self._by_ns[ns]
-        return old
+        if old is None:
+            return None
+        ns = split_key(key)[0] or ""
+        bucket = self._by_ns.get(ns)
+        if bucket is not None:
+            bucket.pop(key, None)
+            if not bucket:
+                del self._by_ns[ns]
+        return self._decode(old)
 
-    def replace(self, objects: Mapping[str, Obj]) -> dict[str, Obj]:
-        """Swap in a complete new content (a relist); returns the previous content by key."""
-        old = self._items
-        self._items = dict(objects)
+    def replace(self, objects: Mapping[str, Obj]) -> dict[str, Obj | None]:
+        """Swap in a complete new content (a relist) and return what changed, by key.
+
+        A key of ``objects`` maps to None when it is new, to its previous object when its
+        resourceVersion differs; a key that vanished maps to its last object. Unchanged keys are
+        left out, so a relist notifies nothing for them.
+        """
+        previous = self._items
+        self._items = {}
         self._by_ns = {}
-        for key, obj in self._items.items():
-            self._by_ns.setdefault(split_key(key)[0] or "", {})[key] = obj
-        return old
+        changes: dict[str, Obj | None] = {}
+        for key, obj in objects.items():
+            value = self._encode(obj)
+            self._set(key, value)
+            old = previous.pop(key, None)
+            if old is None:
+                changes[key] = None
+            elif self._differs(old, value):
+                changes[key] = self._decode(old)
+        for key, old in previous.items():
+            changes[key] = self._decode(old)
+        return changes
+
+    def _differs(self, old: Any, new: Any) -> bool:
+        return bool(_rv(old) != _rv(new))
+
+    def _set(self, key: str, value: Any) -> None:
+        self._items[key] = value
+        self._by_ns.setdefault(split_key(key)[0] or "", {})[key] = value
+
+
+def _encode_exact(obj: Obj) -> bytes:
+    """orjson encoding in a right-sized buffer.
+
+    orjson returns its growth buffer as is (8 KiB for a 3 KB object, measured with tracemalloc and
+    RSS); copying into an exact-size ``bytes`` costs ~0.3 us and halves what a stored object holds.
+    """
+    return bytes(memoryview(orjson.dumps(obj)))
+
+
+class CompactStore(Store):
+    """Objects kept as orjson bytes; every read decodes a fresh copy."""
+
+    __slots__ = ()
+
+    def _encode(self, obj: Obj) -> bytes:
+        return _encode_exact(obj)
+
+    def _decode(self, value: Any) -> Obj:
+        return orjson.loads(value)  # type: ignore[no-any-return]
+
+    def _differs(self, old: Any, new: Any) -> bool:
+        return bool(old != new)
+
+    def upsert(self, obj: Obj, *, need_old: bool = True) -> Upsert:
+        key = object_key(obj)
+        raw = _encode_exact(obj)
+        old = self._items.get(key)
+        self._set(key, raw)
+        if old is None:
+            return Upsert(False, True, None)
+        if old == raw:
+            return Upsert(True, False, None)
+        return Upsert(True, True, orjson.loads(old) if need_old else None)

@@ -7,9 +7,8 @@ child fails with AlreadyExists instead of producing a duplicate, and that is the
 """
 
 # Names such as "ambient-runner-token" are object names, not credentials (ruff S105).
+# No ``from __future__ import annotations`` here: it would shadow the ``annotations`` helper.
 # ruff: noqa: S105
-
-from __future__ import annotations
 
 import re
 from enum import StrEnum
@@ -207,7 +206,7 @@ def session_namespace(session: Obj) -> str:
     return str((session.get("metadata") or {}).get("namespace", ""))
 
 
-def get_annotations(obj: Obj) -> dict[str, str]:
+def annotations(obj: Obj) -> dict[str, str]:
     """The object's annotations (empty dict when absent); read-only view, do not mutate."""
     ann: Any = (obj.get("metadata") or {}).get("annotations")
     return ann if isinstance(ann, dict) else {}
