@@ -29,14 +29,17 @@ CHUNK = 64 * 1024
 EVENTS = 100_000
 DISTINCT = 2_000
 STORED = 10_000
-ENV_VARS = 30  # sizes the Job to ~4 KB on the wire
+ENV_VARS = 18  # what the session builder sets on a runner
 
 
 def job(i: int, rv: int) -> Obj:
     """A Job as a session operator creates it, with status and managedFields (~4 KB of JSON)."""
     name = f"session-{i:06d}-runner"
     ns = f"project-{i % 50}"
-    env = [{"name": f"RUNNER_SETTING_{k}", "value": f"value-{k}-{i}"} for k in range(ENV_VARS)]
+    env = [
+        {"name": f"RUNNER_SETTING_{k}", "value": f"http://backend.{ns}.svc/{k}/{i:06d}"}
+        for k in range(ENV_VARS)
+    ]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -97,11 +100,24 @@ def job(i: int, rv: int) -> Obj:
             "activeDeadlineSeconds": 3600,
             "ttlSecondsAfterFinished": 600,
             "podReplacementPolicy": "Failed",
+            "completionMode": "NonIndexed",
+            "suspend": False,
+            "manualSelector": False,
             "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": f"uid-{i}"}},
             "template": {
-                "metadata": {"labels": {"vteam.ambient-code/session": f"session-{i:06d}"}},
+                "metadata": {
+                    "labels": {
+                        "vteam.ambient-code/session": f"session-{i:06d}",
+                        "batch.kubernetes.io/controller-uid": f"0b1c2d3e-0000-4000-8000-{i:012d}",
+                        "batch.kubernetes.io/job-name": name,
+                    }
+                },
                 "spec": {
                     "restartPolicy": "Never",
+                    "dnsPolicy": "ClusterFirst",
+                    "schedulerName": "default-scheduler",
+                    "terminationGracePeriodSeconds": 30,
+                    "serviceAccountName": f"ambient-session-{i:06d}",
                     "automountServiceAccountToken": False,
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -111,6 +127,10 @@ def job(i: int, rv: int) -> Obj:
                         {
                             "name": "runner",
                             "image": "quay.io/ambient_code/vteam_claude_runner:latest",
+                            "imagePullPolicy": "IfNotPresent",
+                            "terminationMessagePath": "/dev/termination-log",
+                            "terminationMessagePolicy": "File",
+                            "ports": [{"name": "agui", "containerPort": 8001, "protocol": "TCP"}],
                             "args": ["--session", f"session-{i:06d}", "--namespace", ns],
                             "env": env,
                             "resources": {

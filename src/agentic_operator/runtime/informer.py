@@ -19,9 +19,13 @@ a handler is logged and never stops the informer. Updates whose resourceVersion 
 not delivered, except by the optional periodic resync, which re-delivers every object as
 ``update(obj, obj)``.
 
-To save memory (managedFields are often larger than the rest of an object), stored objects lose
-``metadata.managedFields`` and the ``kubectl.kubernetes.io/last-applied-configuration``
-annotation unless ``prune=False``.
+To save memory, stored objects lose ``metadata.managedFields`` (often larger than the rest of the
+object) and the ``kubectl.kubernetes.io/last-applied-configuration`` annotation unless
+``prune=False``, and the store keeps each object as compact JSON bytes (:class:`CompactStore`)
+unless ``compact=False``. Measured with ``bench/informer_bench.py`` on a ~4 KB Job: 10,000 Jobs
+take ~38 MB as bytes but ~160 MB as dicts, for a ~15% lower event rate (re-encoding each event and
+decoding the previous version for update handlers) and a decode (~10 us) per store read. Reads then
+return fresh copies, so a reader that modifies one cannot corrupt the cache.
 """
 
 from __future__ import annotations
@@ -106,12 +110,11 @@ class Informer:
         page_size: int = 500,
         watch_timeout: tuple[int, int] = (300, 600),
         prune: bool = True,
-        compact: bool = False,
+        compact: bool = True,
     ) -> None:
         """``transform`` runs on every object before it is stored (after pruning, if enabled);
         ``watch_timeout`` is the range the server-side watch timeout is drawn from; ``compact``
-        keeps the store as JSON bytes (:class:`CompactStore`: ~4x less memory, a decode per
-        read)."""
+        chooses :class:`CompactStore` over :class:`Store` (see the module notes)."""
         self.client = client
         self.res = res
         self.namespace = namespace

@@ -1,0 +1,301 @@
+"""Session lifecycle paths, end to end: the operator process (under its shipped RBAC) against the
+real API server, Job controller, garbage collector and kwok-driven runner pods."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from testenv.controlplane import Cluster
+from testenv.operator_process import OperatorProcess
+
+from tests.e2e.helpers import (
+    annotate,
+    condition,
+    create,
+    events_for,
+    exists,
+    get_json,
+    get_session,
+    phase_of,
+    runner_secret,
+    session,
+    wait_condition,
+    wait_for,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.cluster
+
+StartOperator = Callable[..., OperatorProcess]
+
+
+@pytest.fixture
+def operator(start_operator: StartOperator) -> OperatorProcess:
+    return start_operator(env={"PENDING_TIMEOUT": "60"})
+
+
+def test_session_completes_and_cleans_up(
+    deployed: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    runner_secret(deployed, namespace)
+    create(deployed, session("ok", namespace, duration="2s"))
+
+    job = wait_for("the runner Job", lambda: get_json(deployed, "job", "ok-job", "-n", namespace))
+    # The Job model: one pod, never retried, owned by the session, deadline from the default.
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 14400
+    assert job["metadata"]["annotations"]["ambient-code.io/run"] == "1"
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("AgenticSession", "ok", True)
+    pod_spec = spec["template"]["spec"]
+    assert pod_spec["restartPolicy"] == "Never"
+    assert pod_spec["automountServiceAccountToken"] is False
+    runner = pod_spec["containers"][0]
+    assert runner["name"] == "ambient-code-runner"
+    env = {e["name"]: e for e in runner["env"]}
+    assert env["AGENTIC_SESSION_NAME"]["value"] == "ok"
+    assert env["IS_RESUME"]["value"] == "false"
+    ref = env["BOT_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("ambient-runner-token-ok", "k8s-token")
+
+    wait_phase(deployed, namespace, "ok", "Running", "Completed")
+    done = wait_phase(deployed, namespace, "ok", "Completed")
+    st = done["status"]
+    assert st["run"] == 1
+    assert st["startTime"] <= st["completionTime"]
+    assert st["observedGeneration"] == done["metadata"]["generation"]
+    assert condition(done, "Ready")["reason"] == "Completed"
+    assert condition(done, "JobCreated")["status"] == "True"
+    assert condition(done, "RunnerStarted")["status"] == "True"
+
+    # A finished run deletes its Job and Service; the runner identity stays until deletion.
+    wait_for("Job and Service deleted", lambda: not exists(deployed, "job", "ok-job", namespace))
+    assert not exists(deployed, "service", "session-ok", namespace)
+    token = get_json(deployed, "secret", "ambient-runner-token-ok", "-n", namespace)
+    assert token is not None
+    assert token["data"]["k8s-token"]
+    for kind, name in (
+        ("serviceaccount", "ambient-session-ok"),
+        ("role", "ambient-session-ok-role"),
+        ("rolebinding", "ambient-session-ok-rb"),
+    ):
+        assert exists(deployed, kind, name, namespace), kind
+
+    reasons = [e["reason"] for e in events_for(deployed, namespace, "ok")]
+    for reason in ("Pending", "Creating", "Completed"):
+        assert reason in reasons
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason", "message_part"),
+    [
+        ("exit-2", "PrerequisiteFailed", ""),
+        ("exit-1", "RunnerExit", "runner failed on purpose"),
+        ("image-pull-error", "ErrImagePull|ImagePullBackOff", ""),
+    ],
+)
+def test_runner_failures_mark_the_session_failed(
+    deployed: Cluster,
+    namespace: str,
+    operator: OperatorProcess,
+    outcome: str,
+    reason: str,
+    message_part: str,
+) -> None:
+    runner_secret(deployed, namespace)
+    create(deployed, session("bad", namespace, outcome=outcome, duration="500ms"))
+    failed = wait_phase(deployed, namespace, "bad", "Failed", "Completed")
+    assert failed["status"]["phase"] == "Failed"
+    ready = condition(failed, "Ready")
+    assert ready["reason"] in reason.split("|")
+    assert message_part in ready.get("message", "")
+    assert failed["status"].get("completionTime")
+    warnings = [e for e in events_for(deployed, namespace, "bad") if e["type"] == "Warning"]
+    assert any(e["reason"] == ready["reason"] for e in warnings)
+    wait_for("Job deleted", lambda: not exists(deployed, "job", "bad-job", namespace))
+
+
+def test_timeout_is_enforced_by_the_job_deadline(
+    deployed: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    runner_secret(deployed, namespace)
+    create(deployed, session("slow", namespace, outcome="run-forever", timeout=3))
+    job = wait_for("Job", lambda: get_json(deployed, "job", "slow-job", "-n", namespace))
+    assert job["spec"]["activeDeadlineSeconds"] == 3
+    failed = wait_phase(deployed, namespace, "slow", "Failed", timeout=40)
+    assert condition(failed, "Ready")["reason"] == "Timeout"
+
+
+def test_pending_timeout_when_the_runner_secret_never_appears(
+    deployed: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    start_operator(env={"PENDING_TIMEOUT": "5"})
+    create(deployed, session("nosecret", namespace))
+    waiting = wait_condition(deployed, namespace, "nosecret", "SecretsReady", "False")
+    assert condition(waiting, "SecretsReady")["reason"] == "RunnerSecretMissing"
+    assert waiting["status"]["phase"] == "Pending"
+    failed = wait_phase(deployed, namespace, "nosecret", "Failed", timeout=30)
+    assert condition(failed, "Ready")["reason"] == "PendingTimeout"
+    assert not exists(deployed, "job", "nosecret-job", namespace)
+
+
+@pytest.mark.parametrize(
+    ("from_phase", "outcome", "with_secret"),
+    [
+        ("Pending", "run-forever", False),  # no runner secret: the run cannot start
+        ("Creating", "stay-pending", True),  # the pod never starts its container
+        ("Running", "run-forever", True),
+    ],
+)
+def test_stop_from_each_phase(
+    deployed: Cluster,
+    namespace: str,
+    operator: OperatorProcess,
+    from_phase: str,
+    outcome: str,
+    with_secret: bool,
+) -> None:
+    if with_secret:
+        runner_secret(deployed, namespace)
+    create(deployed, session("stopme", namespace, outcome=outcome))
+    wait_phase(deployed, namespace, "stopme", from_phase)
+    annotate(
+        deployed,
+        namespace,
+        "stopme",
+        "ambient-code.io/desired-phase=Stopped",
+        "ambient-code.io/stop-requested-at=2026-01-01T00:00:00Z",
+    )
+    stopped = wait_phase(deployed, namespace, "stopme", "Stopped")
+    assert condition(stopped, "Ready")["reason"] == "UserStopped"
+    assert stopped["status"].get("completionTime")
+
+    def annotations() -> set[str]:
+        s = get_session(deployed, namespace, "stopme") or {}
+        return set((s.get("metadata") or {}).get("annotations") or {})
+
+    wait_for(
+        "stop annotations cleared",
+        lambda: (
+            not {"ambient-code.io/desired-phase", "ambient-code.io/stop-requested-at"}
+            & annotations()
+        ),
+    )
+    assert not exists(deployed, "job", "stopme-job", namespace)
+    assert not exists(deployed, "service", "session-stopme", namespace)
+    assert not _runner_pods(deployed, namespace, "stopme")
+
+
+def _runner_pods(cluster: Cluster, namespace: str, name: str) -> list[dict[str, object]]:
+    out = get_json(cluster, "pods", "-n", namespace, "-l", f"agentic-session={name}")
+    return list((out or {}).get("items") or [])
+
+
+def test_restart_starts_a_new_run_with_a_new_job(
+    deployed: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    runner_secret(deployed, namespace)
+    create(deployed, session("again", namespace, duration="500ms"))
+    first_job = wait_for("Job", lambda: get_json(deployed, "job", "again-job", "-n", namespace))
+    first = wait_phase(deployed, namespace, "again", "Completed")
+    wait_for("first Job deleted", lambda: not exists(deployed, "job", "again-job", namespace))
+
+    annotate(deployed, namespace, "again", "ambient-code.io/desired-phase=Running")
+    job = wait_for(
+        "Job of run 2",
+        lambda: (
+            (j := get_json(deployed, "job", "again-job", "-n", namespace))
+            and j["metadata"]["annotations"].get("ambient-code.io/run") == "2"
+            and j
+        ),
+    )
+    assert job["metadata"]["uid"] != first_job["metadata"]["uid"]
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["IS_RESUME"] == "true"
+    second = wait_phase(deployed, namespace, "again", "Completed")
+    assert second["status"]["run"] == 2
+    assert second["status"]["startTime"] >= first["status"]["completionTime"]
+    assert "ambient-code.io/desired-phase" not in (second["metadata"].get("annotations") or {})
+
+
+def test_deleting_a_session_garbage_collects_everything_it_owns(
+    deployed: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    runner_secret(deployed, namespace)
+    create(deployed, session("gone", namespace, outcome="run-forever"))
+    wait_phase(deployed, namespace, "gone", "Running")
+    owned = [
+        ("job", "gone-job"),
+        ("service", "session-gone"),
+        ("secret", "ambient-runner-token-gone"),
+        ("serviceaccount", "ambient-session-gone"),
+        ("role", "ambient-session-gone-role"),
+        ("rolebinding", "ambient-session-gone-rb"),
+    ]
+    for kind, name in owned:
+        assert exists(deployed, kind, name, namespace), f"{kind}/{name} before deletion"
+    deployed.kubectl("delete", "agenticsession", "gone", "-n", namespace, "--wait=false")
+    for kind, name in owned:
+
+        def collected(kind: str = kind, name: str = name) -> bool:
+            return not exists(deployed, kind, name, namespace)
+
+        wait_for(f"{kind}/{name} collected", collected)
+    wait_for("runner pods collected", lambda: not _runner_pods(deployed, namespace, "gone"))
+
+
+def test_unmanaged_namespace_is_ignored_until_labelled(
+    deployed: Cluster, unmanaged_namespace: str, operator: OperatorProcess
+) -> None:
+    ns = unmanaged_namespace
+    runner_secret(deployed, ns)
+    create(deployed, session("later", ns))
+    # Give the operator time to (wrongly) act, then check it did not.
+    time.sleep(2)
+    assert phase_of(deployed, ns, "later") is None
+    assert not exists(deployed, "job", "later-job", ns)
+    deployed.kubectl("label", "namespace", ns, "ambient-code.io/managed=true")
+    wait_phase(deployed, ns, "later", "Completed")
+
+
+def test_invalid_spec_fails_with_a_reason_naming_the_field(
+    deployed: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    runner_secret(deployed, namespace)
+    create(deployed, session("invalid", namespace, env={"1-NOT-A-NAME": "x"}))
+    failed = wait_phase(deployed, namespace, "invalid", "Failed")
+    ready = condition(failed, "Ready")
+    assert ready["reason"] == "InvalidSpec"
+    assert "environmentVariables" in ready["message"]
+    assert not exists(deployed, "job", "invalid-job", namespace)
+    # One bad object does not stop the operator: a good session next to it still completes.
+    create(deployed, session("fine", namespace))
+    wait_phase(deployed, namespace, "fine", "Completed")
+    assert operator.alive
+
+
+def test_user_env_cannot_clobber_the_bot_token(
+    deployed: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    runner_secret(deployed, namespace)
+    create(
+        deployed,
+        session("env", namespace, outcome="run-forever", env={"BOT_TOKEN": "stolen", "EXTRA": "1"}),
+    )
+    job = wait_for("Job", lambda: get_json(deployed, "job", "env-job", "-n", namespace))
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "valueFrom" in env["BOT_TOKEN"]
+    assert "value" not in env["BOT_TOKEN"]
+    assert env["EXTRA"]["value"] == "1"
+    wait_for(
+        "warning event about the ignored override",
+        lambda: any(
+            e["reason"] == "EnvironmentOverrideIgnored"
+            for e in events_for(deployed, namespace, "env")
+        ),
+    )
