@@ -151,7 +151,7 @@ def scrape(url: str) -> dict[str, float]:
     return samples
 
 
-def metric(samples: dict[str, float], name: str, **labels: str) -> float:
+def metric(samples: dict[str, float], name: str, /, **labels: str) -> float:
     """Sum of the samples of ``name`` whose labels include ``labels``."""
     total = 0.0
     for key, value in samples.items():

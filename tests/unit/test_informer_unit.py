@@ -26,7 +26,7 @@ from agentic_operator.kube.resources import Obj, Resource
 from agentic_operator.runtime import metrics
 from agentic_operator.runtime.clock import FakeClock, settle
 from agentic_operator.runtime.informer import LAST_APPLIED, Informer, prune_object
-from agentic_operator.runtime.store import Store
+from agentic_operator.runtime.store import CompactStore, Store, Upsert
 
 CM = Resource("", "v1", "configmaps", "ConfigMap")
 NS = "ns"
@@ -55,6 +55,8 @@ class RecordingClock(FakeClock):
 
 def cm(name: str, rv: int, **data: str) -> Obj:
     return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": {
             "name": name,
             "namespace": NS,
@@ -480,27 +482,52 @@ def test_line_splitter_and_decoder() -> None:
 # -- store -----------------------------------------------------------------------------------------
 
 
-def test_store_index() -> None:
-    s = Store()
+@pytest.mark.parametrize("store_cls", [Store, CompactStore])
+def test_store_index(store_cls: type[Store]) -> None:
+    s = store_cls()
     a, b = cm("a", 1), cm("b", 2)
     other = cm("c", 3)
     other["metadata"]["namespace"] = "other"
-    node = {"metadata": {"name": "n1"}}
+    node = {"metadata": {"name": "n1", "resourceVersion": "4"}}
     for obj in (a, b, other, node):
-        assert s.put(obj) is None
+        assert s.upsert(obj) == Upsert(existed=False, changed=True, old=None)
     assert len(s) == 4
-    assert s.get("ns/a") is a
-    assert s.get_by_name("other", "c") is other
-    assert s.get("n1") is node
+    assert s.get("ns/a") == a
+    assert s.get_by_name("other", "c") == other
+    assert s.get("n1") == node
+    assert s.get("ns/zz") is None
+    assert "ns/b" in s
     assert {o["metadata"]["name"] for o in s.by_namespace(NS)} == {"a", "b"}
-    assert s.put(cm("a", 5))["metadata"]["resourceVersion"] == "1"  # type: ignore[index]
-    assert s.delete("ns/b") is b
+    assert s.upsert(cm("a", 1)) == Upsert(existed=True, changed=False, old=None)
+    changed = s.upsert(cm("a", 5), need_old=True)
+    assert changed.existed
+    assert changed.changed
+    assert changed.old == a
+    assert s.delete("ns/b") == b
     assert s.delete("ns/b") is None
     assert [o["metadata"]["name"] for o in s.by_namespace(NS)] == ["a"]
-    old = s.replace({"other/c": other})
-    assert set(old) == {"ns/a", "other/c", "n1"}
-    assert s.by_namespace(NS) == []
-    assert s.keys() == ["other/c"]
+    changes = s.replace({"other/c": other, "ns/new": cm("new", 9), "n1": cm("n1", 10)})
+    assert changes == {
+        "ns/new": None,  # new
+        "n1": node,  # changed: previous version
+        "ns/a": cm("a", 5),  # vanished: last version
+    }
+    assert s.by_namespace(NS) == [cm("new", 9)]
+    assert sorted(s.keys()) == ["n1", "ns/new", "other/c"]
+
+
+def test_store_read_semantics() -> None:
+    plain, compact = Store(), CompactStore()
+    obj = cm("a", 1)
+    plain.put(obj)
+    compact.put(obj)
+    assert plain.get("ns/a") is obj  # the stored dict itself: free, but read-only by contract
+    copy = compact.get("ns/a")
+    assert copy == obj
+    assert copy is not compact.get("ns/a")  # fresh copies: a reader cannot corrupt the cache
+    assert copy is not None
+    copy["data"] = {"mutated": "yes"}
+    assert compact.get("ns/a") == obj
 
 
 def test_prune_object() -> None:
@@ -567,10 +594,13 @@ async def synced(inf: Informer, api: FakeApi, watches: int = 1) -> None:
     await api.wait_watches(watches)
 
 
-async def test_list_then_watch(api: FakeApi, client: ApiClient, clock: RecordingClock) -> None:
+@pytest.mark.parametrize("compact", [True, False])
+async def test_list_then_watch(
+    api: FakeApi, client: ApiClient, clock: RecordingClock, compact: bool
+) -> None:
     for name in "abc":
         api.set(name, emit=False, v="0")
-    inf, rec = make_informer(client, clock)
+    inf, rec = make_informer(client, clock, compact=compact)
     assert not inf.has_synced()
     async with running(inf):
         await synced(inf, api)
@@ -616,13 +646,13 @@ async def test_list_then_watch(api: FakeApi, client: ApiClient, clock: Recording
         assert rec.take() == []
 
 
-@pytest.mark.parametrize("how", ["event", "http"])
+@pytest.mark.parametrize(("how", "compact"), [("event", True), ("http", True), ("event", False)])
 async def test_gone_relists_and_diffs(
-    api: FakeApi, client: ApiClient, clock: RecordingClock, how: str
+    api: FakeApi, client: ApiClient, clock: RecordingClock, how: str, compact: bool
 ) -> None:
     for name in "abc":
         api.set(name, emit=False)
-    inf, rec = make_informer(client, clock)
+    inf, rec = make_informer(client, clock, compact=compact)
     async with running(inf):
         await synced(inf, api)
         rec.take()

@@ -603,6 +603,7 @@ async def from_config(
     burst: int = 200,
     user_agent: str = "agentic-operator",
     request_timeout: float = 30.0,
+    max_read_retries: int = 4,
     clock: Clock | None = None,
 ) -> ApiClient:
     """A client for ``config`` with its own connection pool (close it with :meth:`ApiClient.close`).
@@ -618,6 +619,7 @@ async def from_config(
         burst=burst,
         user_agent=user_agent,
         request_timeout=request_timeout,
+        max_read_retries=max_read_retries,
         clock=clock,
     )
 

@@ -97,7 +97,9 @@ class Store:
         self._set(key, obj)
         if old is None:
             return Upsert(False, True, None)
-        return Upsert(True, _rv(old) != _rv(obj), old)
+        if _rv(old) == _rv(obj):
+            return Upsert(True, False, None)
+        return Upsert(True, True, old)
 
     def delete(self, key: str) -> Obj | None:
         """Remove ``key``; returns the removed object, if it was there."""
