@@ -53,5 +53,7 @@ def setup_logging(*, dev_mode: bool, level: int | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level is not None else (logging.DEBUG if dev_mode else logging.INFO))
-    # aiohttp's access log would log every probe and scrape.
+    # aiohttp's access log would log every probe and scrape; the libraries' debug output is noise.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for noisy in ("asyncio", "kubernetes_asyncio"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
