@@ -299,3 +299,25 @@ def test_user_env_cannot_clobber_the_bot_token(
             for e in events_for(deployed, namespace, "env")
         ),
     )
+
+
+def test_a_vanished_job_starts_a_new_run(
+    deployed: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    runner_secret(deployed, namespace)
+    create(deployed, session("lost", namespace, outcome="run-forever"))
+    wait_phase(deployed, namespace, "lost", "Running")
+    deployed.kubectl("delete", "job", "lost-job", "-n", namespace, "--wait=false")
+
+    def second_run() -> dict[str, object] | None:
+        s = get_session(deployed, namespace, "lost") or {}
+        st = s.get("status") or {}
+        return s if st.get("run") == 2 and st.get("phase") == "Running" else None
+
+    again = wait_for("run 2 Running", second_run, timeout=60)
+    job = get_json(deployed, "job", "lost-job", "-n", namespace)
+    assert job is not None
+    assert job["metadata"]["annotations"]["ambient-code.io/run"] == "2"
+    assert condition(again, "JobCreated")["status"] == "True"
+    reasons = [e["reason"] for e in events_for(deployed, namespace, "lost")]
+    assert "JobMissing" in reasons

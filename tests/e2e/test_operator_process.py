@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,12 +122,23 @@ def test_sigkill_during_100_startups_leaves_exactly_one_job_per_run(
         op.start()
         op.wait_ready(60)
 
-        def all_done() -> bool:
+        phases: Counter[str] = Counter()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
             out = get_json(deployed, "agenticsessions", "-n", namespace) or {}
-            phases = [(s.get("status") or {}).get("phase") for s in out.get("items", [])]
-            return len(phases) == 100 and all(p == "Completed" for p in phases)
-
-        wait_for("100 sessions Completed", all_done, timeout=240, interval=1)
+            phases = Counter(
+                str((s.get("status") or {}).get("phase")) for s in out.get("items", [])
+            )
+            if phases == Counter({"Completed": 100}):
+                break
+            time.sleep(1)
+        else:
+            samples = scrape(op.metrics_url())
+            depth = metric(samples, "workqueue_depth", name="agenticsession-controller")
+            raise AssertionError(
+                f"not all 100 sessions Completed: {dict(phases)}; queue depth {depth}; "
+                f"Jobs seen {watch.created}"
+            )
     finally:
         watch.stop()
     assert killed_at < 100, "the kill came after every Job existed; nothing was tested"

@@ -287,7 +287,7 @@ async def test_writes_not_retried_except_on_429(
 ) -> None:
     api.fail["create"] = [(503, status(503, "ServiceUnavailable"), {})]
     with pytest.raises(errors.ServerError):
-        await client.create(CM, {"metadata": {"name": "a"}}, NS)
+        await asyncio.wait_for(client.create(CM, {"metadata": {"name": "a"}}, NS), WAIT)
     assert client.request_counts[("create", "configmaps")] == 1
     assert clock.slept == []
 

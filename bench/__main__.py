@@ -1,0 +1,209 @@
+"""``python -m bench`` (what ``make bench`` runs): all benchmarks, one report, figures and targets.
+
+    python -m bench                                  # queue, informer and operator benchmarks
+    python -m bench --only operator --sessions 100 --stored 1000
+    python -m bench --only queue --only informer     # no control plane needed
+
+Targets come from the issues' "Performance" sections (controller runtime: queue and informer;
+operator: the end-to-end run). A missed target is reported, not turned into a failure: the machine
+is shared and noisy, and a benchmark is not a test. The exit status is non-zero only when a
+benchmark could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import informer_bench, operator_bench, queue_bench
+
+BENCHES = ("queue", "informer", "operator")
+STORED_FOR_RSS_TARGET = 10_000
+
+
+@dataclass(frozen=True)
+class Figure:
+    label: str
+    fmt: str = ",.0f"
+    op: str = ""  # ">=" or "<=" when there is a target
+    target: float = 0.0
+    note: str = ""
+
+    def verdict(self, value: float) -> str:
+        if not self.op:
+            return ""
+        ok = value >= self.target if self.op == ">=" else value <= self.target
+        return f"(target {self.op} {self.target:{self.fmt}}) {'ok' if ok else 'MISSED'}"
+
+
+FIGURES: dict[str, Figure] = {
+    # bench/queue_bench.py
+    "unique_cycles_per_s": Figure(
+        "queue add/get/done cycles/s, unique keys", op=">=", target=200_000
+    ),
+    "unique_metrics_cycles_per_s": Figure("  same, queue metrics on", op=">=", target=200_000),
+    "interleaved_cycles_per_s": Figure(
+        "queue add/get/done cycles/s, interleaved", op=">=", target=200_000
+    ),
+    "interleaved_metrics_cycles_per_s": Figure("  same, queue metrics on", op=">=", target=200_000),
+    "hot_cycles_per_s": Figure("queue add events/s, 90% on 100 hot keys", op=">=", target=200_000),
+    "hot_metrics_cycles_per_s": Figure("  same, queue metrics on", op=">=", target=200_000),
+    # bench/informer_bench.py
+    "event_wire_bytes": Figure("watch event size on the wire, bytes"),
+    "watch_events_per_s_dict": Figure(
+        "watch events decoded+stored/s, dict store", op=">=", target=50_000
+    ),
+    "mb_per_10k_jobs_dict": Figure("MB per 10,000 stored Jobs, dict store", ",.1f", "<=", 60),
+    "watch_events_per_s_compact": Figure(
+        "watch events decoded+stored/s, compact store (operator's)", op=">=", target=50_000
+    ),
+    "mb_per_10k_jobs_compact": Figure(
+        "MB per 10,000 stored Jobs, compact store (operator's)", ",.1f", "<=", 60
+    ),
+    # bench/operator_bench.py: full run
+    "sessions": Figure("sessions created at once"),
+    "failed": Figure("  of which Failed"),
+    "create_submit_s": Figure("  seconds to submit the creates", ",.1f"),
+    "wall_s": Figure("seconds from the first create to the last Completed", ",.1f"),
+    "sessions_per_s": Figure("sessions/s (created -> Completed)", ",.2f"),
+    "to_job_p50_s": Figure("creation -> Job created, p50 s (watch receive times)", ",.2f"),
+    "to_job_p99_s": Figure("creation -> Job created, p99 s", ",.2f"),
+    "to_running_p50_s": Figure("creation -> Running (or later), p50 s", ",.2f"),
+    "to_running_p99_s": Figure("creation -> Running (or later), p99 s", ",.2f"),
+    "running_not_observed": Figure("  sessions never seen Running (runner done first)"),
+    "writes_per_session": Figure("API writes per session, Events excluded", ",.2f", "<=", 15),
+    "conflicts_per_session": Figure("  of which 409 Conflict", ",.2f"),
+    "event_writes_per_session": Figure("Event writes per session", ",.2f"),
+    "reconciles_per_session": Figure("reconciles per session", ",.2f"),
+    "api_requests_per_s": Figure("operator API requests/s during the run", ",.1f"),
+    "cpu_ms_per_session": Figure("operator CPU ms per session", ",.1f", "<=", 2),
+    "cpu_ms_per_session_with_cleanup": Figure("  including the cleanup after", ",.1f"),
+    "operator_cpu_share": Figure("  operator CPU share of one core during the run", ",.2f"),
+    "control_plane_cpu_s": Figure("control plane CPU s during the run (all components)", ",.1f"),
+    "peak_rss_mb": Figure("operator peak RSS (VmHWM) after the run, MB", ",.1f"),
+    # no-op reconciles
+    "noop_reconciles": Figure("no-op reconciles (unrelated annotation on 100 sessions)"),
+    "noop_writes": Figure("  API writes they made", op="<=", target=0),
+    "noop_requests": Figure("  API requests they made (any verb)"),
+    # stored sessions
+    "stored_sessions": Figure("sessions stored (all Completed)"),
+    "stored_setup_s": Figure("  seconds to create and patch the extra ones", ",.0f"),
+    "rss_mb_stored_running": Figure("operator RSS, MB, same process after the run", ",.1f"),
+    "hwm_mb_stored_running": Figure("  its peak (VmHWM), MB", ",.1f"),
+    "restart_ready_s": Figure("restart -> ready (caches synced), s", ",.1f"),
+    "rss_mb_stored_restarted": Figure("operator RSS, MB, restarted with all stored", ",.1f"),
+    "hwm_mb_stored_restarted": Figure("  its peak (VmHWM), MB", ",.1f"),
+    "restart_reconciles": Figure("  reconciles after the restart"),
+    "restart_writes": Figure("  API writes after the restart"),
+}
+RSS_KEYS = ("rss_mb_stored_running", "rss_mb_stored_restarted")
+
+
+def figure(key: str, results: dict[str, float]) -> Figure:
+    if key in RSS_KEYS:
+        base = FIGURES[key]
+        if results.get("stored_sessions", 0) >= STORED_FOR_RSS_TARGET:
+            return Figure(base.label, base.fmt, "<=", 150)
+        return Figure(base.label, base.fmt, note="(target <= 150 is for 10,000 stored)")
+    if key in FIGURES:
+        return FIGURES[key]
+    prefix, _, detail = key.partition(".")
+    if prefix == "requests_per_session":
+        return Figure(f"  API requests per session, {detail}", ",.2f")
+    if prefix == "writes_per_session":
+        return Figure(f"  writes per session, {detail}", ",.2f")
+    return Figure(key, ",.3f")
+
+
+def machine_info() -> list[tuple[str, str]]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    now = datetime.datetime.now().astimezone()
+    return [
+        ("date", now.isoformat(timespec="seconds")),
+        ("nproc", f"{len(os.sched_getaffinity(0))} (os.cpu_count {os.cpu_count()})"),
+        ("cpu", model),
+        ("python", f"{platform.python_version()} ({sys.implementation.name})"),
+        ("os", f"{platform.system()} {platform.release()} {platform.machine()}"),
+    ]
+
+
+def report(name: str, results: dict[str, float], seconds: float) -> list[str]:
+    """Print one benchmark's figures; return the labels of missed targets."""
+    print(f"\n== {name} ({seconds:.0f} s)")
+    missed = []
+    for key, value in results.items():
+        fig = figure(key, results)
+        verdict = fig.verdict(value) or fig.note
+        print(f"  {fig.label:62s} {value:>10{fig.fmt}}  {verdict}".rstrip())
+        if verdict.endswith("MISSED"):
+            missed.append(f"{name}: {fig.label.strip()} = {value:{fig.fmt}} {verdict}")
+    return missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Run the benchmarks; print one report with targets."
+    )
+    parser.add_argument(
+        "--only", action="append", choices=BENCHES, help="run only this benchmark (repeatable)"
+    )
+    parser.add_argument("--sessions", type=int, default=1000, help="operator: sessions to run")
+    parser.add_argument("--stored", type=int, default=10000, help="operator: sessions stored")
+    parser.add_argument(
+        "--operator-profile",
+        type=Path,
+        help="operator: run it under cProfile, write the stats here (skips the stored phase)",
+    )
+    args = parser.parse_args(argv)
+    if args.sessions < 1 or args.stored < 0:
+        parser.error("--sessions must be >= 1 and --stored >= 0")
+
+    runners: dict[str, Callable[[], dict[str, float]]] = {
+        "queue": queue_bench.run,
+        "informer": informer_bench.run,
+        "operator": lambda: operator_bench.run(args.sessions, args.stored, args.operator_profile),
+    }
+    print("agentic-operator benchmarks (shared, noisy machine: figures vary between runs)")
+    for key, value in machine_info():
+        print(f"  {key:6s} {value}")
+    missed: list[str] = []
+    broken: list[str] = []
+    for name in args.only or BENCHES:
+        print(f"\nrunning the {name} benchmark ...", flush=True)
+        started = time.monotonic()
+        try:
+            results = runners[name]()
+        except Exception:
+            traceback.print_exc()
+            broken.append(name)
+            continue
+        missed += report(name, results, time.monotonic() - started)
+        sys.stdout.flush()
+
+    print("\n== summary")
+    for line in missed:
+        print(f"  missed: {line}")
+    for name in broken:
+        print(f"  failed to run: {name}")
+    if not missed and not broken:
+        print("  every target met")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
