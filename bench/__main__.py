@@ -80,9 +80,9 @@ FIGURES: dict[str, Figure] = {
     "to_running_p99_s": Figure("creation -> Running (or later), p99 s", ",.2f"),
     "running_not_observed": Figure("  sessions never seen Running (runner done first)"),
     "writes_per_session": Figure("API writes per session, Events excluded", ",.2f", "<=", 15),
-    "conflicts_per_session": Figure("  of which 409 Conflict", ",.2f"),
     "event_writes_per_session": Figure("Event writes per session", ",.2f"),
     "reconciles_per_session": Figure("reconciles per session", ",.2f"),
+    "reconcile_errors_per_session": Figure("  of which failed (retried with backoff)", ",.2f"),
     "api_requests_per_s": Figure("operator API requests/s during the run", ",.1f"),
     "cpu_ms_per_session": Figure("operator CPU ms per session", ",.1f", "<=", 2),
     "cpu_ms_per_session_with_cleanup": Figure("  including the cleanup after", ",.1f"),
@@ -120,6 +120,8 @@ def figure(key: str, results: dict[str, float]) -> Figure:
         return Figure(f"  API requests per session, {detail}", ",.2f")
     if prefix == "writes_per_session":
         return Figure(f"  writes per session, {detail}", ",.2f")
+    if prefix == "not_2xx_per_session":
+        return Figure(f"  non-2xx answers per session, {detail}", ",.2f")
     return Figure(key, ",.3f")
 
 

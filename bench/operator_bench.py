@@ -62,6 +62,10 @@ READ_VERBS = frozenset({"get", "list", "watch"})
 EVENTS = "events"
 LATER_THAN_RUNNING = ("Running", "Completed", "Failed")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVICE_RANGE = "10.0.0.0/16"
+"""Every running session owns a ClusterIP Service. testenv's default range is a /24 (254 IPs): with
+more sessions alive at once, Service creation fails with "range is full" and the run measures
+retries instead of the operator. Real clusters use a /12 or /16."""
 
 Obj = dict[str, Any]
 Sample = tuple[str, dict[str, str], float]
@@ -133,6 +137,16 @@ def reconciles(samples: Iterable[Sample], controller: str | None = SESSION_CONTR
         for name, labels, v in samples
         if name == "controller_runtime_reconcile_total"
         and (controller is None or labels.get("controller") == controller)
+    )
+
+
+def reconcile_errors(samples: Iterable[Sample]) -> float:
+    return sum(
+        v
+        for name, labels, v in samples
+        if name == "controller_runtime_reconcile_total"
+        and labels.get("controller") == SESSION_CONTROLLER
+        and labels.get("result") == "error"
     )
 
 
@@ -321,6 +335,21 @@ def in_parallel(cp: ControlPlane, args: list[str], items: list[Obj], timeout: fl
             future.result()
 
 
+def log_digest(op: OperatorProcess, top: int = 3) -> list[str]:
+    """The most frequent warning/error messages of the operator's JSON log, digits masked."""
+    counts: Counter[str] = Counter()
+    for line in op.log_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") in ("warning", "error"):
+            counts[re.sub(r"\d+", "N", str(entry.get("msg", "")))[:160]] += 1
+    return [f"{count} x {msg}" for msg, count in counts.most_common(top)]
+
+
 def count_objects(cp: ControlPlane, kinds: str, namespace: str) -> int:
     out = cp.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout
     return len(out.split())
@@ -395,6 +424,8 @@ def full_run(cp: ControlPlane, op: OperatorProcess, n: int) -> dict[str, float]:
                 first = min(seen[p] for p in LATER_THAN_RUNNING if p in seen)
                 to_running.append(first - timeline.seen[s])
         wall = t_last - t0
+        for line in log_digest(op):
+            _log(f"operator log: {line}")
         _log(f"all finished after {wall:.1f}s; waiting for cleanup (Jobs, Services, pods gone)")
 
         # The run is over for the operator once it deleted each run's Job and Service and the
@@ -425,7 +456,8 @@ def full_run(cp: ControlPlane, op: OperatorProcess, n: int) -> dict[str, float]:
     }
     by_verb: defaultdict[str, float] = defaultdict(float)
     by_resource: defaultdict[str, float] = defaultdict(float)
-    event_writes = conflicts = 0.0
+    by_code: defaultdict[str, float] = defaultdict(float)
+    event_writes = 0.0
     for (verb, resource, code), value in delta.items():
         if resource == EVENTS:
             event_writes += value if verb not in READ_VERBS else 0
@@ -433,14 +465,19 @@ def full_run(cp: ControlPlane, op: OperatorProcess, n: int) -> dict[str, float]:
         by_verb[verb] += value
         if verb not in READ_VERBS:
             by_resource[resource] += value
-            conflicts += value if code == "409" else 0
+        if not code.startswith("2"):
+            by_code[f"{verb} {code}"] += value
     for verb in sorted(by_verb):
         out[f"requests_per_session.{verb}"] = by_verb[verb] / n
     out["writes_per_session"] = sum(by_resource.values()) / n
     for resource in sorted(by_resource):
         out[f"writes_per_session.{resource}"] = by_resource[resource] / n
-    out["conflicts_per_session"] = conflicts / n
+    for what in sorted(by_code):
+        out[f"not_2xx_per_session.{what}"] = by_code[what] / n
     out["reconciles_per_session"] = (reconciles(after_samples) - reconciles(before_samples)) / n
+    out["reconcile_errors_per_session"] = (
+        reconcile_errors(after_samples) - reconcile_errors(before_samples)
+    ) / n
     out["event_writes_per_session"] = event_writes / n
     out["api_requests_per_s"] = sum(delta.values()) / wall
     out["cpu_ms_per_session"] = (cpu1 - cpu0) * 1000 / n
@@ -540,7 +577,9 @@ def run(sessions: int = 1000, stored: int = 10000, profile: Path | None = None) 
     command = None
     if profile is not None:
         command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "agentic_operator"]
-    cp = ControlPlane()
+    cp = ControlPlane(
+        extra_args={"kube-apiserver": [f"--service-cluster-ip-range={SERVICE_RANGE}"]}
+    )
     _log("starting the control plane")
     cp.start()
     op: OperatorProcess | None = None

@@ -53,14 +53,14 @@ MANAGED_SELECTOR = f"{model.LABEL_MANAGED}=true"
 class CacheWriter:
     """Read access to an informer's store plus the two corrections the reconciler makes.
 
-    ``replace_if`` stores the result of our own write only if the cache still holds the version
-    the write was based on (``None``: only if the cache has no such object yet), so a newer watch
-    event is never overwritten by an older write result. When the watch later delivers the same
-    resourceVersion, the informer sees no change and does not wake the controller again.
+    ``replace_if`` writes our own write's result through to the cache (Informer.write_through:
+    only if the cache still holds the version the write was based on); ``remove`` forgets an
+    object we deleted, so a reconcile that runs before the DELETED event does not delete twice.
     """
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, informer: Informer) -> None:
+        self.informer = informer
+        self.store = informer.store
 
     def get(self, key: str) -> Obj | None:
         return self.store.get(key)
@@ -69,16 +69,7 @@ class CacheWriter:
         return self.store.list()
 
     def replace_if(self, obj: Obj, expected_resource_version: str | None) -> bool:
-        current = self.store.get(object_key(obj))
-        if current is None:
-            if expected_resource_version is not None:
-                return False
-        elif (current.get("metadata") or {}).get("resourceVersion") != expected_resource_version:
-            return False
-        meta = obj.get("metadata") or {}
-        meta.pop("managedFields", None)
-        self.store.put(obj)
-        return True
+        return self.informer.write_through(obj, expected_resource_version)
 
     def remove(self, key: str) -> None:
         self.store.delete(key)
@@ -219,11 +210,11 @@ class Operator:
         self.session_reconciler = SessionReconciler(
             client,
             Caches(
-                sessions=CacheWriter(self.sessions.store),
-                jobs=CacheWriter(self.jobs.store),
-                pods=CacheWriter(self.pods.store),
-                services=CacheWriter(self.services.store),
-                namespaces=CacheWriter(self.namespaces.store),
+                sessions=CacheWriter(self.sessions),
+                jobs=CacheWriter(self.jobs),
+                pods=CacheWriter(self.pods),
+                services=CacheWriter(self.services),
+                namespaces=CacheWriter(self.namespaces),
                 pods_by_session=pods_index.lookup,
             ),
             settings.sessions,

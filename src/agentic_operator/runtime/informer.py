@@ -47,6 +47,15 @@ __all__ = ["CompactStore", "Informer", "Store", "prune_object"]
 
 log = logging.getLogger(__name__)
 
+WATCH_INACTIVITY_TIMEOUT = 150.0
+"""A watch that delivered nothing, not even a bookmark, for this long is treated as dead.
+
+With ``allowWatchBookmarks`` the API server's watch cache sends a BOOKMARK after a minute without
+events (measured here: 60.0 s on kube-apiserver v1.36), so 2.5 minutes of silence means the stream
+stalled (a half-open connection, an overloaded server) and waiting out the server timeout
+(5-10 minutes) would only delay recovery.
+"""
+
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 OnAdd = Callable[[Obj], None]
@@ -303,6 +312,7 @@ class Informer:
             resource_version=self._last_rv,
             timeout_seconds=random.randint(lo, hi),
             allow_bookmarks=True,
+            inactivity_timeout=WATCH_INACTIVITY_TIMEOUT,
         )
         async with contextlib.aclosing(events):
             async for event_type, obj in events:
@@ -320,6 +330,17 @@ class Informer:
                 self._notify_update(obj, obj)
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def write_through(self, obj: Obj, expected_resource_version: str | None) -> bool:
+        """Put the result of the operator's own write into the store (see Store.write_through).
+
+        The object is pruned and transformed like a watch event, so the event that later carries
+        the same version compares equal and notifies nobody. Handlers are not called.
+        """
+        prepared = self._prepare(obj)
+        if prepared is None:
+            return False
+        return self.store.write_through(prepared, expected_resource_version)
 
     def _prepare(self, obj: Obj) -> Obj | None:
         if self._prune:

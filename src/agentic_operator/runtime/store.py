@@ -9,7 +9,16 @@ Two representations with the same interface:
   each plus its strings), so for large caches this cuts memory by ~4x; in exchange each read costs
   a decode (~10 us for 4 KB) and returns a fresh copy that the caller may modify.
 
-Only the informer (and write-through caches after the operator's own writes) put objects.
+Only the informer writes, plus :meth:`Store.write_through` for the operator's own writes.
+
+Write-through: right after a successful write the cache does not yet hold its result (the watch
+event is on its way), and a reconcile that runs in between would act on stale data, fail with a
+409 and retry. ``write_through`` stores the write's result at once, but only if the cache still
+holds the version the write was based on, and remembers its resourceVersion. Until the watch
+delivers that version, older watch events for the key (our own earlier writes, still in flight)
+are skipped instead of regressing the cache; the write's own event then finds nothing changed, so
+it wakes no controller. Only resourceVersions that both parse as integers (etcd revisions) are
+ordered; anything else is applied as usual, so the worst case is the normal informer behaviour.
 """
 
 from __future__ import annotations
@@ -37,14 +46,23 @@ def _rv(obj: Obj) -> object:
     return (obj.get("metadata") or {}).get("resourceVersion")
 
 
+def _older(rv: object, than: str) -> bool:
+    """True if ``rv`` is an etcd revision before ``than`` (False when either is not an integer)."""
+    try:
+        return int(str(rv)) < int(than)
+    except ValueError:
+        return False
+
+
 class Store:
     """Decoded objects by key (``ns/name``, or ``name`` when cluster-scoped)."""
 
-    __slots__ = ("_by_ns", "_items")
+    __slots__ = ("_by_ns", "_items", "_written")
 
     def __init__(self) -> None:
         self._items: dict[str, Any] = {}
         self._by_ns: dict[str, dict[str, Any]] = {}
+        self._written: dict[str, str] = {}
 
     # -- representation (overridden by CompactStore) ---------------------------------------------
 
@@ -90,9 +108,44 @@ class Store:
         """Store ``obj`` under its key (replacing any previous version)."""
         self._set(object_key(obj), self._encode(obj))
 
+    def write_through(self, obj: Obj, expected_resource_version: str | None) -> bool:
+        """Store the result of our own write if the cache holds the version it was based on.
+
+        ``expected_resource_version`` None means "only if the key is absent" (a create). Returns
+        whether the object was stored. See the module docstring.
+        """
+        key = object_key(obj)
+        current = self._items.get(key)
+        if current is None:
+            if expected_resource_version is not None:
+                return False
+        elif _rv(self._decode(current)) != expected_resource_version:
+            return False
+        self._set(key, self._encode(obj))
+        rv = _rv(obj)
+        if rv is not None:
+            self._written[key] = str(rv)
+        return True
+
+    def _skip_stale(self, key: str, obj: Obj) -> bool:
+        """True if a watch event predates our own pending write of ``key`` (see write_through)."""
+        pending = self._written.get(key)
+        if pending is None:
+            return False
+        rv = _rv(obj)
+        if rv == pending:
+            del self._written[key]
+            return False
+        if _older(rv, pending):
+            return True
+        del self._written[key]
+        return False
+
     def upsert(self, obj: Obj, *, need_old: bool = True) -> Upsert:
         """Store ``obj`` and report what it replaced (the informer's per-event step)."""
         key = object_key(obj)
+        if self._skip_stale(key, obj):
+            return Upsert(True, False, None)
         old = self._items.get(key)
         self._set(key, obj)
         if old is None:
@@ -103,6 +156,7 @@ class Store:
 
     def delete(self, key: str) -> Obj | None:
         """Remove ``key``; returns the removed object, if it was there."""
+        self._written.pop(key, None)
         old = self._items.pop(key, None)
         if old is None:
             return None
@@ -124,6 +178,7 @@ class Store:
         previous = self._items
         self._items = {}
         self._by_ns = {}
+        self._written = {}
         changes: dict[str, Obj | None] = {}
         for key, obj in objects.items():
             value = self._encode(obj)
@@ -170,6 +225,8 @@ class CompactStore(Store):
 
     def upsert(self, obj: Obj, *, need_old: bool = True) -> Upsert:
         key = object_key(obj)
+        if self._skip_stale(key, obj):
+            return Upsert(True, False, None)
         raw = _encode_exact(obj)
         old = self._items.get(key)
         self._set(key, raw)

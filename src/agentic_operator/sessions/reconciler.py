@@ -359,21 +359,7 @@ class SessionReconciler:
         self.events.warning(
             session, model.REASON_JOB_MISSING, "Runner Job disappeared; starting a new run"
         )
-        st = _Status(session, self.clock.wall())
-        st.set(
-            phase=Phase.PENDING,
-            run=(model.session_run(session) or 1) + 1,
-            startTime=now_rfc3339(st.now),
-            completionTime=None,
-        )
-        st.condition(
-            model.COND_JOB_CREATED,
-            model.COND_FALSE,
-            model.REASON_JOB_MISSING,
-            "Runner Job not found; recreating",
-        )
-        st.condition(model.COND_READY, model.COND_FALSE, model.REASON_JOB_MISSING, "Recreating")
-        st.condition(model.COND_RUNNER_STARTED, model.COND_FALSE, model.REASON_JOB_MISSING, "")
+        st = self._new_run(session, model.REASON_JOB_MISSING, "Runner Job not found; recreating")
         session = await self._write_status(session, st)
         return await self._pending(session)
 
@@ -428,6 +414,15 @@ class SessionReconciler:
         job = await self._current_job(session)
         if job is not None:
             return await self._remove_stale_job(session, job)
+        st = self._new_run(session, model.REASON_RESTARTING, "Restarting")
+        session = await self._write_status(session, st)
+        if model.ANN_START_REQUESTED_AT in _ann(session):
+            session = await self._clear_annotations(session, model.ANN_START_REQUESTED_AT)
+        # desired-phase=Running stays until the new Job exists (cleared in _to_creating).
+        return await self._pending(session)
+
+    def _new_run(self, session: Obj, reason: str, message: str) -> _Status:
+        """The status of a new run: Pending, next run number, fresh startTime, no completionTime."""
         st = _Status(session, self.clock.wall())
         st.set(
             phase=Phase.PENDING,
@@ -435,14 +430,10 @@ class SessionReconciler:
             startTime=now_rfc3339(st.now),
             completionTime=None,
         )
-        st.condition(model.COND_READY, model.COND_FALSE, model.REASON_RESTARTING, "Restarting")
-        st.condition(model.COND_JOB_CREATED, model.COND_FALSE, model.REASON_RESTARTING, "")
-        st.condition(model.COND_RUNNER_STARTED, model.COND_FALSE, model.REASON_RESTARTING, "")
-        session = await self._write_status(session, st)
-        if model.ANN_START_REQUESTED_AT in _ann(session):
-            session = await self._clear_annotations(session, model.ANN_START_REQUESTED_AT)
-        # desired-phase=Running stays until the new Job exists (cleared in _to_creating).
-        return await self._pending(session)
+        st.condition(model.COND_READY, model.COND_FALSE, reason, message)
+        st.condition(model.COND_JOB_CREATED, model.COND_FALSE, reason, message)
+        st.condition(model.COND_RUNNER_STARTED, model.COND_FALSE, reason, "")
+        return st
 
     # ------------------------------------------------------------------ endings
     async def _finish(
