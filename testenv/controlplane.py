@@ -45,6 +45,7 @@ from types import FrameType, TracebackType
 from typing import Any, Protocol
 
 from testenv.binaries import REQUIRED, find_binaries, find_kubectl
+from testenv.kwok_watchdog import KwokWatchdog
 from testenv.pki import PKI, CertPair, generate_pki
 
 KEEP_ENV = "AGENTIC_TESTENV_KEEP"
@@ -359,6 +360,7 @@ class ControlPlane:
         self._pki: PKI | None = None
         self._bin = Path()
         self._started = False
+        self._watchdog: KwokWatchdog | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -405,11 +407,16 @@ class ControlPlane:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - t0
+        self._watchdog = KwokWatchdog(self.api, self.log_dir / "kwok-watchdog.log")
+        self._watchdog.start()
 
     def stop(self) -> None:
         """Stop all components (idempotent), then remove the work directory unless kept."""
         if not self._started:
             return
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         clients = ("kwok", "kube-scheduler", "kube-controller-manager")
         stop_processes(_present(self.processes.get(n) for n in clients))
         stop_processes(_present([self.processes.get("kube-apiserver")]))
@@ -441,7 +448,13 @@ class ControlPlane:
         )
 
     def api(
-        self, method: str, path: str, body: Any = None, *, timeout: float = 10
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        timeout: float = 10,
+        content_type: str = "application/json",
     ) -> tuple[int, Any]:
         """One admin request to the API server, without kubectl's start-up cost: (status, JSON)."""
         assert self._pki is not None
@@ -452,7 +465,7 @@ class ControlPlane:
             payload = None if body is None else json.dumps(body).encode()
             headers = {"Accept": "application/json"}
             if payload is not None:
-                headers["Content-Type"] = "application/json"
+                headers["Content-Type"] = content_type
             conn.request(method, path, body=payload, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
