@@ -13,14 +13,6 @@ cache_root=${AGENTIC_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agentic-oper
 
 log() { printf '[testenv-build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-if ! command -v go >/dev/null 2>&1; then
-  log "error: Go is not installed. Building etcd, kube-apiserver, kube-controller-manager,"
-  log "kube-scheduler, kubectl and kwok needs Go >= 1.26 and access to a Go module proxy"
-  log "(GOPROXY=$(printf %s "${GOPROXY:-https://proxy.golang.org}")). Alternatively point"
-  log "KUBEBUILDER_ASSETS at a directory holding those binaries."
-  exit 1
-fi
-
 version_of() { # module path, go.mod file -> version required there
   awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$2"
 }
@@ -30,6 +22,19 @@ kwok_version=$(version_of sigs.k8s.io/kwok "$here/gomod/kwok/go.mod")
 
 bin_dir="$cache_root/bin/k8s-$k8s_version-etcd-$etcd_version-kwok-$kwok_version"
 mkdir -p "$bin_dir"
+
+all_cached=true
+for b in etcd kwok kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  [ -x "$bin_dir/$b" ] || all_cached=false
+done
+if ! $all_cached && ! command -v go >/dev/null 2>&1; then
+  log "error: Go is not installed. Building etcd, kube-apiserver, kube-controller-manager,"
+  log "kube-scheduler, kubectl and kwok needs Go >= 1.26 and access to a Go module proxy"
+  log "(GOPROXY=$(printf %s "${GOPROXY:-https://proxy.golang.org}")). Alternatively point"
+  log "KUBEBUILDER_ASSETS at a directory holding those binaries."
+  exit 1
+fi
+
 export CGO_ENABLED=0 GOFLAGS="-mod=mod -trimpath -buildvcs=false"
 
 build() { # module dir, package, output name, extra ldflags
