@@ -71,7 +71,7 @@ FIGURES: dict[str, Figure] = {
     # bench/operator_bench.py: full run
     "sessions": Figure("sessions created at once"),
     "failed": Figure("  of which Failed"),
-    "kwok_nudges": Figure("  runner pods kwok left unfinished (re-annotated)"),
+    "kwok_nudges": Figure("  runner pods kwok stalled (re-triggered by testenv's watchdog)"),
     "create_submit_s": Figure("  seconds to submit the creates", ",.1f"),
     "wall_s": Figure("seconds from the first create to the last Completed", ",.1f"),
     "sessions_per_s": Figure("sessions/s (created -> Completed)", ",.2f"),

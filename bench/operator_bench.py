@@ -13,8 +13,8 @@ kwok; the operator as ``python -m agentic_operator`` under its own ServiceAccoun
    later phase, for runners that finished before the operator looked) is "Running". API requests
    come from the operator's ``rest_client_requests_total`` (delta over the run, once the operator
    has cleaned up); CPU from ``/proc/<pid>/stat`` (utime+stime) between the first create and the
-   last Completed; peak RSS from ``VmHWM``. Runner pods kwok forgot to finish are re-annotated
-   (:func:`nudge_stuck_runners`) and counted.
+   last Completed; peak RSS from ``VmHWM``. Runner pods whose stage kwok lost are re-triggered by
+   testenv's kwok watchdog; :func:`kwok_nudges` counts them.
 2. **No-op reconciles.** An unrelated annotation on 100 Completed sessions; once
    ``controller_runtime_reconcile_total`` rose by at least 100 and the queue is empty, the write
    counters are compared (target: no change).
@@ -29,7 +29,6 @@ kwok; the operator as ``python -m agentic_operator`` under its own ServiceAccoun
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import os
@@ -57,9 +56,7 @@ RUNNER_SECRET = "ambient-runner-secrets"  # noqa: S105 - a Secret's name
 SESSION_CONTROLLER = "agenticsession-controller"
 NOOP_ANNOTATION = "bench.ambient-code.io/noop"
 SYNC_ANNOTATION = "bench.ambient-code.io/sync"
-NUDGE_ANNOTATION = "bench.ambient-code.io/kwok-nudge"
 NOOP_SESSIONS = 100
-STALL_SECONDS = 30.0
 CREATE_WORKERS = 4
 """Parallel ``kubectl`` processes for bulk creates and patches (each has its own client-side
 rate limit, so one process alone would pace the burst of creates)."""
@@ -340,39 +337,13 @@ def in_parallel(cp: ControlPlane, args: list[str], items: list[Obj], timeout: fl
             future.result()
 
 
-def nudge_stuck_runners(cp: ControlPlane, namespace: str) -> int:
-    """Re-annotate runner pods kwok left behind; returns how many.
-
-    Under load kwok (v0.8.0) occasionally applies a pod's first stages but never its completion
-    stage (seen once in 1,000: Running for minutes with a 1 s duration, nothing in kwok's log).
-    Any change to the pod makes kwok evaluate its stages again. Pods older than STALL_SECONDS
-    that are neither finished nor being deleted qualify: a runner lasts 1 s.
-    """
-    pods = json.loads(cp.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
-    now = time.time()
-    stuck = [
-        p["metadata"]["name"]
-        for p in pods
-        if not p["metadata"].get("deletionTimestamp")
-        and (p.get("status") or {}).get("phase") in ("Pending", "Running")
-        and now - _epoch(p["metadata"]["creationTimestamp"]) > STALL_SECONDS
-    ]
-    for name in stuck:
-        _log(f"kwok left pod {name} unfinished; nudging it")
-        cp.kubectl(
-            "annotate",
-            "--overwrite",
-            "pod",
-            name,
-            "-n",
-            namespace,
-            f"{NUDGE_ANNOTATION}={time.time_ns()}",
-        )
-    return len(stuck)
-
-
-def _epoch(rfc3339: str) -> float:
-    return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+def kwok_nudges(cp: ControlPlane, namespace: str) -> int:
+    """Pods of ``namespace`` testenv's kwok watchdog had to re-trigger (kwok lost their stage)."""
+    try:
+        text = (cp.log_dir / "kwok-watchdog.log").read_text()
+    except FileNotFoundError:
+        return 0
+    return text.count(f" nudged {namespace}/")
 
 
 def log_digest(op: OperatorProcess, top: int = 3) -> list[str]:
@@ -388,6 +359,12 @@ def log_digest(op: OperatorProcess, top: int = 3) -> list[str]:
         if entry.get("level") in ("warning", "error"):
             counts[re.sub(r"\d+", "N", str(entry.get("msg", "")))[:160]] += 1
     return [f"{count} x {msg}" for msg, count in counts.most_common(top)]
+
+
+def phase_counts(cp: ControlPlane, namespace: str) -> dict[str, int]:
+    template = "jsonpath={range .items[*]}{.status.phase}{'-'}{' '}{end}"
+    out = cp.kubectl("get", "agenticsessions", "-n", namespace, "-o", template).stdout
+    return dict(Counter(p.rstrip("-") or "(none)" for p in out.split()))
 
 
 def count_objects(cp: ControlPlane, kinds: str, namespace: str) -> int:
@@ -426,30 +403,14 @@ def full_run(cp: ControlPlane, op: OperatorProcess, n: int) -> dict[str, float]:
         _log(f"{n} sessions created in {t_submitted - t0:.1f}s; waiting for Completed")
         deadline = t0 + 180 + 0.6 * n
         next_report = t0 + 30
-        progress, progress_at, nudged = 0, t0, 0
-        while (done := timeline.done()) < n:
+        while timeline.done() < n:
             if not op.alive:
                 raise RuntimeError(f"operator exited:\n{op.log_tail(40)}")
             now = time.monotonic()
-            if done != progress:
-                progress, progress_at = done, now
-            elif now - progress_at > STALL_SECONDS:
-                nudged += nudge_stuck_runners(cp, RUN_NS)
-                progress_at = now
             if now > deadline:
-                phases = Counter(
-                    cp.kubectl(
-                        "get",
-                        "agenticsessions",
-                        "-n",
-                        RUN_NS,
-                        "-o",
-                        "jsonpath={.items[*].status.phase}",
-                    ).stdout.split()
-                )
                 raise RuntimeError(
                     f"only {timeline.done()}/{n} sessions finished after {now - t0:.0f}s; "
-                    f"phases: {dict(phases)}; operator log:\n{op.log_tail(30)}"
+                    f"phases: {phase_counts(cp, RUN_NS)}; operator log:\n{op.log_tail(30)}"
                 )
             if now > next_report:
                 _log(f"{timeline.done()}/{n} finished after {now - t0:.0f}s")
@@ -491,7 +452,7 @@ def full_run(cp: ControlPlane, op: OperatorProcess, n: int) -> dict[str, float]:
     out: dict[str, float] = {
         "sessions": n,
         "failed": failed,
-        "kwok_nudges": nudged,
+        "kwok_nudges": kwok_nudges(cp, RUN_NS),
         "create_submit_s": t_submitted - t0,
         "wall_s": wall,
         "sessions_per_s": n / wall,

@@ -321,3 +321,41 @@ def test_a_vanished_job_starts_a_new_run(
     assert condition(again, "JobCreated")["status"] == "True"
     reasons = [e["reason"] for e in events_for(deployed, namespace, "lost")]
     assert "JobMissing" in reasons
+
+
+def test_vertex_mode_copies_the_shared_secret_or_fails_clearly(
+    deployed: Cluster, namespace: str, unmanaged_namespace: str, start_operator: StartOperator
+) -> None:
+    backend = unmanaged_namespace
+    start_operator(
+        env={
+            "CLAUDE_CODE_USE_VERTEX": "1",
+            "CLOUD_ML_REGION": "global",
+            "ANTHROPIC_VERTEX_PROJECT_ID": "example-project",
+            "GOOGLE_APPLICATION_CREDENTIALS": "/app/vertex/key.json",
+            "BACKEND_NAMESPACE": backend,
+        }
+    )
+    create(deployed, session("novertex", namespace))
+    failed = wait_phase(deployed, namespace, "novertex", "Failed")
+    assert condition(failed, "Ready")["reason"] == "VertexSecretMissing"
+    assert condition(failed, "SecretsReady")["status"] == "False"
+
+    create(
+        deployed,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ambient-vertex", "namespace": backend},
+            "stringData": {"key.json": "{}"},
+        },
+    )
+    create(deployed, session("vertex", namespace))
+    wait_phase(deployed, namespace, "vertex", "Completed")
+    copied = get_json(deployed, "secret", "ambient-vertex", "-n", namespace)
+    assert copied is not None
+    assert copied["metadata"]["annotations"]["vteam.ambient-code/copied-from"] == (
+        f"{backend}/ambient-vertex"
+    )
+    owners = copied["metadata"]["ownerReferences"]
+    assert [(o["name"], o["controller"]) for o in owners] == [("vertex", True)]

@@ -48,6 +48,7 @@ from agentic_operator.sessions import builders, model
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.model import Phase
+from agentic_operator.sessions.secrets import copy_plan
 from agentic_operator.sessions.status import (
     RunnerObservation,
     now_rfc3339,
@@ -229,6 +230,12 @@ class SessionReconciler:
 
         if not self.cfg.use_vertex and not await self._runner_secret_present(session):
             return Result(requeue_after=min(SECRET_RETRY, remaining))
+        if self.cfg.use_vertex and not await self._copy_shared_secret(
+            session, model.VERTEX_SECRET, required=True
+        ):
+            return None
+        if self.cfg.langfuse_enabled:
+            await self._copy_shared_secret(session, model.LANGFUSE_SECRET, required=False)
 
         await self._ensure_identity(session)
         await self._ensure_service(session)
@@ -437,11 +444,20 @@ class SessionReconciler:
 
     # ------------------------------------------------------------------ endings
     async def _finish(
-        self, session: Obj, phase: Phase, reason: str, message: str, error_type: str | None
+        self,
+        session: Obj,
+        phase: Phase,
+        reason: str,
+        message: str,
+        error_type: str | None,
+        *,
+        secrets_reason: str | None = None,
     ) -> None:
         st = _Status(session, self.clock.wall())
         st.set(phase=phase, completionTime=now_rfc3339(st.now))
         st.condition(model.COND_READY, model.COND_FALSE, reason, message)
+        if secrets_reason:
+            st.condition(model.COND_SECRETS_READY, model.COND_FALSE, secrets_reason, message)
         if phase == Phase.FAILED and reason == model.REASON_INVALID_SPEC:
             st.condition(model.COND_VALID_SPEC, model.COND_FALSE, reason, message)
         old_phase = str((session.get("status") or {}).get("phase") or Phase.PENDING)
@@ -550,6 +566,44 @@ class SessionReconciler:
             m.SESSION_ERRORS.labels(ns, Phase.PENDING, "secret_missing").inc()
             self.events.warning(session, model.REASON_RUNNER_SECRET_MISSING, msg)
         return False
+
+    async def _copy_shared_secret(self, session: Obj, name: str, *, required: bool) -> bool:
+        """Copy ``name`` from the backend namespace (see :mod:`.secrets`); False if it failed.
+
+        A missing required secret (Vertex) ends the run: Failed ``VertexSecretMissing``, as
+        upstream. A missing optional one (Langfuse) only leaves the runner without it.
+        """
+        ns, src_ns = model.session_namespace(session), self.cfg.backend_namespace
+        try:
+            source = await self.client.get(SECRETS, name, src_ns)
+        except NotFound:
+            if not required:
+                log.info("optional secret %s/%s not found", src_ns, name)
+                return True
+            msg = f"Secret {name} not found in namespace {src_ns}"
+            await self._finish(
+                session,
+                Phase.FAILED,
+                model.REASON_VERTEX_SECRET_MISSING,
+                msg,
+                "secret_missing",
+                secrets_reason=model.REASON_VERTEX_SECRET_MISSING,
+            )
+            return False
+        if src_ns == ns:
+            return True
+        try:
+            target: Obj | None = await self.client.get(SECRETS, name, ns)
+        except NotFound:
+            target = None
+        body = copy_plan(source, target, session)
+        if body is None:
+            return True
+        if target is None:
+            await self.client.create(SECRETS, body, ns)
+        else:
+            await self.client.replace(SECRETS, name, body, ns)
+        return True
 
     async def _ensure_identity(self, session: Obj) -> None:
         """ServiceAccount, Role, RoleBinding and a token Secret that outlives the run.
