@@ -59,9 +59,11 @@ FIGURES: dict[str, Figure] = {
     # bench/informer_bench.py
     "event_wire_bytes": Figure("watch event size on the wire, bytes"),
     "watch_events_per_s_dict": Figure(
-        "watch events decoded+stored/s, dict store", op=">=", target=50_000
+        "watch events decoded+stored/s, dict store", note="(reference: not the operator's store)"
     ),
-    "mb_per_10k_jobs_dict": Figure("MB per 10,000 stored Jobs, dict store", ",.1f", "<=", 60),
+    "mb_per_10k_jobs_dict": Figure(
+        "MB per 10,000 stored Jobs, dict store", ",.1f", note="(reference, as above)"
+    ),
     "watch_events_per_s_compact": Figure(
         "watch events decoded+stored/s, compact store (operator's)", op=">=", target=50_000
     ),
