@@ -564,7 +564,7 @@ class ControlPlane:
                 "--authorization-mode=RBAC",
                 # Defaults already include these; listed so the intent is visible and stable.
                 "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-cluster-ip-range=10.0.0.0/16",  # room for 65k Services (one per session)
                 "--allow-privileged=true",
                 f"--service-account-issuer=https://127.0.0.1:{port}",
                 f"--service-account-key-file={pki.service_account_pub}",

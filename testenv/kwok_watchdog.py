@@ -100,7 +100,7 @@ def overdue(pod: dict[str, Any], now: datetime) -> str | None:
 
 class KwokWatchdog:
     def __init__(
-        self, api: Api, log_path: Path, *, interval: float = 5.0, stall: float = 15.0
+        self, api: Api, log_path: Path, *, interval: float = 10.0, stall: float = 15.0
     ) -> None:
         self.api = api
         self.log_path = log_path

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import builtins
 import collections
+import functools
 import logging
 import random
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -144,6 +145,17 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+@functools.cache
+def _request_counter(verb: str, resource: str, code: str) -> Any:
+    """The labelled child, looked up once per combination (label lookups cost ~4% of CPU)."""
+    return metrics.REST_CLIENT_REQUESTS.labels(verb=verb, resource=resource, code=code)
+
+
+@functools.cache
+def _latency_histogram(verb: str, resource: str) -> Any:
+    return metrics.REST_CLIENT_LATENCY.labels(verb=verb, resource=resource)
+
+
 class ApiClient:
     """Async Kubernetes API client over raw dicts. Create it with :func:`from_config`."""
 
@@ -232,12 +244,18 @@ class ApiClient:
         label_selector: str | None = None,
         field_selector: str | None = None,
         page_size: int = 500,
+        on_page: Callable[[builtins.list[Obj]], None] | None = None,
+        on_restart: Callable[[], None] | None = None,
     ) -> tuple[builtins.list[Obj], str]:
         """Every object (following ``continue`` tokens) and the list's resourceVersion.
 
         Items get ``apiVersion``/``kind`` filled in (a List omits them per item) so they look like
         objects from GET or WATCH. If a continue token expires between pages (410), the list is
         restarted once without pagination, as client-go's pager does.
+
+        With ``on_page`` each page is handed over as it arrives and not accumulated (the returned
+        list is empty): a consumer that keeps a compact form never holds every decoded object at
+        once. ``on_restart`` is called when the list starts over after an expired token.
         """
         items: builtins.list[Obj] = []
         token: str | None = None
@@ -257,12 +275,17 @@ class ApiClient:
                     raise
                 log.info("continue token for %s expired; listing without pagination", res)
                 items, token, limit = [], None, None
+                if on_restart is not None:
+                    on_restart()
                 continue
             page_items = page.get("items") or []
             for item in page_items:
                 item.setdefault("apiVersion", res.api_version)
                 item.setdefault("kind", res.kind)
-            items.extend(page_items)
+            if on_page is not None:
+                on_page(page_items)
+            else:
+                items.extend(page_items)
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None or limit is None:
@@ -576,10 +599,8 @@ class ApiClient:
             except aiohttp.ClientError as exc:
                 raise TransportError(f"{method} {path}: {exc!r}") from exc
             finally:
-                metrics.REST_CLIENT_REQUESTS.labels(verb=verb, resource=resource, code=code).inc()
-                metrics.REST_CLIENT_LATENCY.labels(verb=verb, resource=resource).observe(
-                    max(0.0, self._clock.now() - start)
-                )
+                _request_counter(verb, resource, code).inc()
+                _latency_histogram(verb, resource).observe(max(0.0, self._clock.now() - start))
             if response.status < 400:
                 return response
             try:

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import Gone
@@ -273,23 +273,32 @@ class Informer:
                 await self._clock.sleep(delay)
 
     async def _list(self) -> None:
-        items, rv = await self.client.list_all(
+        # Pages are pruned and put into stored form as they arrive, so a large initial list never
+        # exists as decoded objects all at once (measured: 10,000 sessions as dicts with
+        # managedFields ~100 MB, which the allocator then keeps).
+        fresh: dict[str, Any] = {}
+
+        def take(page: list[Obj]) -> None:
+            for item in page:
+                prepared = self._prepare(item)
+                if prepared is not None:
+                    fresh[object_key(prepared)] = self.store.encode(prepared)
+            page.clear()
+
+        _, rv = await self.client.list_all(
             self.res,
             self.namespace,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
             page_size=self._page_size,
+            on_page=take,
+            on_restart=fresh.clear,
         )
-        fresh: dict[str, Obj] = {}
-        for item in items:
-            prepared = self._prepare(item)
-            if prepared is not None:
-                fresh[object_key(prepared)] = prepared
-        changes = self.store.replace(fresh)
+        changes = self.store.replace_encoded(fresh)
         self._last_rv = rv
         self.lists += 1
         for key, old in changes.items():
-            new = fresh.get(key)
+            new = self.store.get(key) if key in fresh else None
             if new is None:
                 # Deleted while we were not watching: the last state we knew stands in for it.
                 assert old is not None

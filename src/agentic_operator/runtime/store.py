@@ -168,6 +168,10 @@ class Store:
                 del self._by_ns[ns]
         return self._decode(old)
 
+    def encode(self, obj: Obj) -> Any:
+        """The stored form of ``obj`` (for :meth:`replace_encoded`)."""
+        return self._encode(obj)
+
     def replace(self, objects: Mapping[str, Obj]) -> dict[str, Obj | None]:
         """Swap in a complete new content (a relist) and return what changed, by key.
 
@@ -175,13 +179,16 @@ class Store:
         resourceVersion differs; a key that vanished maps to its last object. Unchanged keys are
         left out, so a relist notifies nothing for them.
         """
+        return self.replace_encoded({k: self._encode(v) for k, v in objects.items()})
+
+    def replace_encoded(self, values: Mapping[str, Any]) -> dict[str, Obj | None]:
+        """:meth:`replace` with values already in stored form (see :meth:`encode`)."""
         previous = self._items
         self._items = {}
         self._by_ns = {}
         self._written = {}
         changes: dict[str, Obj | None] = {}
-        for key, obj in objects.items():
-            value = self._encode(obj)
+        for key, value in values.items():
             self._set(key, value)
             old = previous.pop(key, None)
             if old is None:

@@ -222,7 +222,9 @@ class SessionReconciler:
             return None
 
         run = model.session_run(session) or 1
-        job = await self._current_job(session)
+        # Cache only: a miss is normal for a new run, and the create below is the duplicate fence
+        # (AlreadyExists -> the live Job is examined), so no GET is spent to confirm it.
+        job = self.caches.jobs.get(_key(session, model.job_name(model.session_name(session))))
         if job is not None:
             if _job_run(job) != run or not model.is_owned_by(job, session):
                 return await self._remove_stale_job(session, job)
@@ -323,16 +325,7 @@ class SessionReconciler:
         if remaining <= 0:
             await self._fail_pending_timeout(session)
             return None
-        if obs.node:
-            st = _Status(session, self.clock.wall())
-            st.condition(
-                model.COND_POD_SCHEDULED,
-                model.COND_TRUE,
-                model.REASON_SCHEDULED,
-                f"Scheduled on {obs.node}",
-            )
-            if st.changed:
-                await self._write_status(session, st)
+        # PodScheduled is recorded with the next phase change, not in a write of its own.
         return Result(requeue_after=remaining)
 
     async def _to_running(self, session: Obj, obs: RunnerObservation) -> None:
@@ -612,7 +605,7 @@ class SessionReconciler:
         run cannot reach it. Instead the token is minted to outlive the run (its deadline plus the
         pending timeout) and re-minted at the start of a run when it would not.
         """
-        ns, name = model.session_namespace(session), model.session_name(session)
+        ns = model.session_namespace(session)
         secret_name = model.token_secret_name(session)
         lifetime = self._token_lifetime(session)
         try:
@@ -626,24 +619,15 @@ class SessionReconciler:
                 return  # identity provisioned and the token outlives this run
         started = time.perf_counter()
         try:
-            for res, body in (
-                (SERVICE_ACCOUNTS, builders.build_runner_service_account(session)),
-                (ROLES, builders.build_runner_role(session)),
-                (ROLE_BINDINGS, builders.build_runner_role_binding(session)),
-            ):
-                try:
-                    await self.client.create(res, body, ns)
-                except AlreadyExists:
-                    pass
-            review = await self.client.request(
-                "POST",
-                SERVICE_ACCOUNTS.path(ns, model.runner_sa_name(name), "token"),
-                body={
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenRequest",
-                    "spec": {"expirationSeconds": lifetime},
-                },
-            )
+            # The ServiceAccount, Role and RoleBinding come with the first token; a later re-mint
+            # (a restart whose run would outlive the token) only recreates them if they are gone.
+            if secret is None:
+                await self._create_identity(session)
+            try:
+                review = await self._request_token(session, lifetime)
+            except NotFound:
+                await self._create_identity(session)
+                review = await self._request_token(session, lifetime)
             token = str((review.get("status") or {}).get("token") or "")
             expires_at = str((review.get("status") or {}).get("expirationTimestamp") or "")
             body = builders.build_token_secret(session, token, now)
@@ -662,6 +646,30 @@ class SessionReconciler:
             )
             raise
         m.TOKEN_PROVISION.labels(ns).observe(time.perf_counter() - started)
+
+    async def _create_identity(self, session: Obj) -> None:
+        ns = model.session_namespace(session)
+        for res, body in (
+            (SERVICE_ACCOUNTS, builders.build_runner_service_account(session)),
+            (ROLES, builders.build_runner_role(session)),
+            (ROLE_BINDINGS, builders.build_runner_role_binding(session)),
+        ):
+            try:
+                await self.client.create(res, body, ns)
+            except AlreadyExists:
+                pass
+
+    async def _request_token(self, session: Obj, lifetime: int) -> Obj:
+        ns, name = model.session_namespace(session), model.session_name(session)
+        return await self.client.request(
+            "POST",
+            SERVICE_ACCOUNTS.path(ns, model.runner_sa_name(name), "token"),
+            body={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": lifetime},
+            },
+        )
 
     def _token_lifetime(self, session: Obj) -> int:
         timeout = (session.get("spec") or {}).get("timeout")
