@@ -170,7 +170,7 @@ def _identity() -> str:
 
 # ---------------------------------------------------------------- assembly
 class Operator:
-    """All parts of one operator process, assembled but not started (tests reuse it)."""
+    """All parts of one operator process, assembled but not started."""
 
     def __init__(self, client: ApiClient, settings: Settings) -> None:
         self.client = client
@@ -212,7 +212,6 @@ class Operator:
             Caches(
                 sessions=CacheWriter(self.sessions),
                 jobs=CacheWriter(self.jobs),
-                pods=CacheWriter(self.pods),
                 services=CacheWriter(self.services),
                 namespaces=CacheWriter(self.namespaces),
                 pods_by_session=pods_index.lookup,

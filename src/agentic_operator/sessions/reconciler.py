@@ -87,11 +87,10 @@ class WritableCache(Cache, Protocol):
 class Caches:
     sessions: WritableCache
     jobs: WritableCache
-    pods: Cache
     services: WritableCache
     namespaces: Cache
     pods_by_session: Callable[[str, str], list[Obj]]
-    """(namespace, session name) -> runner pods; an index over ``pods``."""
+    """(namespace, session name) -> runner pods; an index over the runner-pod informer."""
 
 
 class _Status:
@@ -101,10 +100,6 @@ class _Status:
         self.old: Obj = session.get("status") or {}
         self.new: Obj = copy.deepcopy(self.old)
         self.now = now
-
-    @property
-    def phase(self) -> str:
-        return str(self.new.get("phase") or "")
 
     def set(self, **fields: Any) -> None:
         for k, v in fields.items():
@@ -193,7 +188,7 @@ class SessionReconciler:
 
     # ------------------------------------------------------------------ phases
     async def _initialise(self, session: Obj) -> Obj:
-        """T1: empty phase -> Pending with startTime and run 1 (or Failed for an invalid spec)."""
+        """T1: empty phase -> Pending, startTime, run 1 (an invalid spec fails in Pending)."""
         st = _Status(session, self.clock.wall())
         st.set(phase=Phase.PENDING, startTime=now_rfc3339(st.now), run=1, completionTime=None)
         st.set(observedGeneration=(session.get("metadata") or {}).get("generation"))
