@@ -107,7 +107,7 @@ CASES = [
         id="3-exit-2-beats-job-failed",
     ),
     pytest.param(
-        job(),
+        job(cond("Failed", "BackoffLimitExceeded")),
         [pod(terminated(137, "OOMKilled", "out of memory"), phase="Failed")],
         RunnerObservation(
             "failed",
@@ -117,6 +117,30 @@ CASES = [
             node="node-1",
         ),
         id="3-exit-other",
+    ),
+    pytest.param(
+        job(cond("FailureTarget", "BackoffLimitExceeded")),
+        [pod(terminated(1, "Error", "boom"), phase="Failed")],
+        RunnerObservation(
+            "failed",
+            "RunnerExit",
+            "runner exited: exit code 1, reason Error: boom",
+            exit_code=1,
+            node="node-1",
+        ),
+        id="3-exit-other-on-failure-target",
+    ),
+    pytest.param(
+        job(),  # the pod's update came first: a deadline kill must not read as a crash
+        [pod(terminated(143, "Error"), phase="Failed")],
+        RunnerObservation(
+            "pending",
+            "RunnerExited",
+            "runner exited with code 143; waiting for the Job's verdict",
+            exit_code=143,
+            node="node-1",
+        ),
+        id="3-non-zero-exit-waits-for-the-job-verdict",
     ),
     # Row 4: unrecoverable waiting reasons.
     *[

@@ -315,7 +315,11 @@ class SessionReconciler:
             if phase != Phase.RUNNING:
                 await self._to_running(session, obs)
             return None
-        # pending: still being scheduled / pulled / started
+        # pending: still being scheduled / pulled / started, or exited and awaiting the Job's
+        # verdict. Only a run that never started is bound by the pending timeout; a Running one is
+        # bound by its Job deadline, and the Job's next update wakes us.
+        if phase == Phase.RUNNING:
+            return None
         remaining = self._pending_remaining(session)
         if remaining <= 0:
             await self._fail_pending_timeout(session)

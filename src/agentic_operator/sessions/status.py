@@ -22,6 +22,7 @@ from agentic_operator.sessions.model import (
     REASON_POD_FAILED,
     REASON_PREREQUISITE_FAILED,
     REASON_RUNNER_EXIT,
+    REASON_RUNNER_EXITED,
     REASON_TIMEOUT,
     REASON_UNSCHEDULABLE,
     RUNNER_CONTAINER,
@@ -151,8 +152,10 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
 
     1. no Job → ``missing``
     2. Job ``Failed`` (or ``FailureTarget``) with reason ``DeadlineExceeded`` → failed ``Timeout``
-    3. runner container terminated: exit 0 → completed ``Completed``; exit 2 → failed
-       ``PrerequisiteFailed``; other → failed ``RunnerExit``
+    3. runner container terminated: exit 0 → completed ``Completed``; a non-zero exit only once
+       the Job has its verdict (``Failed`` or ``FailureTarget``): exit 2 → failed
+       ``PrerequisiteFailed``, other → failed ``RunnerExit``; before the verdict → ``pending``
+       (reason ``RunnerExited``)
     4. runner waiting with an unrecoverable reason (image pull, crash loop) → failed <reason>
     5. Job ``Complete`` → completed ``Completed``
     6. Job ``Failed`` (``BackoffLimitExceeded``, ``PodFailurePolicy``, ...) → failed <reason>
@@ -163,6 +166,8 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
     Row 2 comes before the container's exit code because a deadline kills the runner (exit 137/143)
     and that must read as a timeout, not a crash; ``FailureTarget`` is checked too because newer Job
     controllers add it (with the same reason) before ``Failed``, while the pod is still terminating.
+    The pod's update can still arrive before the Job's: that is why a non-zero exit waits for the
+    Job's verdict (with ``backoffLimit: 0`` it follows within moments) instead of deciding alone.
     Only pods of this Job are considered (controller UID and run annotation, when present), and of
     those the newest: a pod of a previous run that is still terminating must not decide this run.
     """
@@ -199,6 +204,14 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
         if code == 0:
             return RunnerObservation(
                 "completed", REASON_COMPLETED, "runner finished", exit_code=0, node=node
+            )
+        if not any(c.get("type") in ("Failed", "FailureTarget") for c in conds):
+            return RunnerObservation(
+                "pending",
+                REASON_RUNNER_EXITED,
+                f"runner exited with code {code}; waiting for the Job's verdict",
+                exit_code=code if isinstance(code, int) else None,
+                node=node,
             )
         if code == EXIT_PREREQUISITE_FAILED:
             return RunnerObservation(
