@@ -9,7 +9,7 @@ import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from agentic_operator.kube.client import ApiClient, connect
+from agentic_operator.kube.client import ApiClient, connect, from_config
 from agentic_operator.kube.config import ConfigError
 from agentic_operator.kube.resources import (
     AGENTIC_SESSIONS,
@@ -172,11 +172,15 @@ def _identity() -> str:
 class Operator:
     """All parts of one operator process, assembled but not started."""
 
-    def __init__(self, client: ApiClient, settings: Settings) -> None:
+    def __init__(
+        self, client: ApiClient, settings: Settings, *, events_client: ApiClient | None = None
+    ) -> None:
         self.client = client
         self.settings = settings
         clock = RealClock()
-        self.recorder = EventRecorder(client, clock=clock)
+        # Events go through a client of their own (its own token bucket, like client-go's event
+        # broadcaster), so a burst of Events never delays the reconciles' requests.
+        self.recorder = EventRecorder(events_client or client, clock=clock)
 
         self.sessions = Informer(client, AGENTIC_SESSIONS, name="agenticsessions")
         self.jobs = Informer(
@@ -317,8 +321,9 @@ async def run(settings: Settings) -> int:
     except ConfigError as exc:
         log.error("cannot load Kubernetes configuration: %s", exc)
         return EXIT_FAILURE
-    async with client:
-        op = Operator(client, settings)
+    events_client = await from_config(client.config, qps=settings.qps, burst=settings.burst)
+    async with client, events_client:
+        op = Operator(client, settings, events_client=events_client)
         mgr = op.manager()
         mgr.install_signal_handlers()
         log.info(
