@@ -65,9 +65,6 @@ class CacheWriter:
     def get(self, key: str) -> Obj | None:
         return self.store.get(key)
 
-    def list(self) -> list[Obj]:
-        return self.store.list()
-
     def replace_if(self, obj: Obj, expected_resource_version: str | None) -> bool:
         return self.informer.write_through(obj, expected_resource_version)
 

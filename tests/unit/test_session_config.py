@@ -22,7 +22,7 @@ def test_defaults() -> None:
     assert cfg.operator_namespace == "default"
     assert cfg.backend_namespace == "default"
     assert (cfg.default_timeout, cfg.pending_timeout, cfg.job_ttl_seconds) == (14400, 600, 600)
-    assert (cfg.token_refresh_age, cfg.token_lifetime) == (2700, 3600)
+    assert cfg.token_lifetime == 3600
     assert not cfg.use_vertex
     assert not cfg.langfuse_enabled
     assert not cfg.workspace_pvc

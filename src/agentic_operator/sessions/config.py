@@ -42,10 +42,10 @@ class SessionConfig:
     many seconds is Failed with reason ``PendingTimeout`` (e.g. a missing runner secret)."""
     job_ttl_seconds: int = 600
     """Job ``ttlSecondsAfterFinished``: garbage-collects finished Jobs if the operator is down."""
-    token_refresh_age: int = 2700
-    """Runner token older than this (45 min) is re-minted."""
     token_lifetime: int = 3600
-    """Requested ``expirationSeconds`` of the runner's TokenRequest."""
+    """Minimum ``expirationSeconds`` of the runner's TokenRequest; the reconciler asks for at least
+    the run's deadline plus the pending timeout, and mints again when a run starts that would
+    outlive the current token."""
     use_vertex: bool = False
     """``CLAUDE_CODE_USE_VERTEX``: run the model through Vertex AI."""
     cloud_ml_region: str = ""

@@ -72,8 +72,6 @@ class Cache(Protocol):
 
     def get(self, key: str) -> Obj | None: ...
 
-    def list(self) -> list[Obj]: ...
-
 
 class WritableCache(Cache, Protocol):
     """Stores the reconciler may correct after its own writes (see module docstring)."""
@@ -298,7 +296,6 @@ class SessionReconciler:
             if job is not None
             else []
         )
-        pods = [p for p in pods if _pod_run(p) == run]
         obs = observe_runner(job, pods)
         phase = (session.get("status") or {}).get("phase")
 
@@ -787,10 +784,6 @@ def _job_run(obj: Obj) -> int:
         return int(raw) if raw is not None else 1
     except ValueError:
         return 0
-
-
-def _pod_run(pod: Obj) -> int:
-    return _job_run(pod)
 
 
 def _parse_time(value: Any) -> datetime | None:
