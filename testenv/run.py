@@ -10,7 +10,6 @@ The operator runs as a separate process under its own ServiceAccount's token, so
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from testenv.binaries import find_kubectl
 from testenv.controlplane import ControlPlane
+from testenv.kubectl_watch import json_documents
 from testenv.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,16 +75,10 @@ def _follow(cp: ControlPlane, name: str, timeout: float, create: Callable[[], No
     create()
     timer = threading.Timer(timeout, proc.terminate)
     timer.start()
-    decoder, buf, last = json.JSONDecoder(), "", ""
+    last = ""
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            buf += line
-            try:
-                obj, end = decoder.raw_decode(buf.lstrip())
-            except json.JSONDecodeError:
-                continue
-            buf = buf.lstrip()[end:]
+        for obj in json_documents(proc.stdout):
             status = obj.get("status") or {}
             phase = str(status.get("phase") or "")
             if phase and phase != last:

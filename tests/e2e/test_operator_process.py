@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from testenv.binaries import find_kubectl
 from testenv.controlplane import Cluster
+from testenv.kubectl_watch import json_documents
 from testenv.operator_process import OperatorProcess
 
 from tests.e2e.helpers import (
@@ -74,19 +75,10 @@ class JobWatch:
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
-        decoder = json.JSONDecoder()
-        buf = ""
-        for line in self._proc.stdout:
-            buf += line
-            while buf.strip():
-                try:
-                    event, end = decoder.raw_decode(buf.lstrip())
-                except json.JSONDecodeError:
-                    break
-                buf = buf.lstrip()[end:]
-                meta = event.get("object", {}).get("metadata", {})
-                if event.get("type") == "ADDED":
-                    self.uids[meta["name"]].add(meta["uid"])
+        for event in json_documents(self._proc.stdout):
+            meta = event.get("object", {}).get("metadata", {})
+            if event.get("type") == "ADDED":
+                self.uids[meta["name"]].add(meta["uid"])
 
     @property
     def created(self) -> int:
