@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from agentic_operator.kube.client import ApiClient
+from agentic_operator.kube.codec import decode_envelope
 from agentic_operator.kube.config import load_config
 from agentic_operator.kube.resources import EVENTS, Obj, Resource, object_key
 from agentic_operator.runtime.informer import Informer
@@ -44,18 +45,20 @@ class ObservedClient(ApiClient):
 
         await asyncio.wait_for(loop(), WAIT)
 
-    async def watch(self, *args: Any, **kwargs: Any) -> AsyncGenerator[tuple[str, Obj], None]:
+    async def watch_lines(self, *args: Any, **kwargs: Any) -> AsyncGenerator[bytes, None]:
         if self.gate is not None:
             gate, self.gate = self.gate, None
             self.parked.set()
             await gate.wait()
         self.watch_calls += 1
         self._changed.set()
-        async with contextlib.aclosing(super().watch(*args, **kwargs)) as events:
-            async for event in events:
-                self.event_types[event[0]] += 1
+        async with contextlib.aclosing(super().watch_lines(*args, **kwargs)) as lines:
+            async for line in lines:
+                envelope = decode_envelope(line)
+                if envelope is not None:
+                    self.event_types[envelope[0]] += 1
                 self._changed.set()
-                yield event
+                yield line
 
 
 @pytest.fixture

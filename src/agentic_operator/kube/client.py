@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import contextlib
 import functools
 import logging
 import random
@@ -307,10 +308,46 @@ class ApiClient:
 
         Types are ADDED, MODIFIED, DELETED and BOOKMARK; an ERROR event raises its mapped
         :class:`ApiError` (a 410 raises :class:`Gone`). Malformed lines are logged and skipped.
-        If no byte arrives for ``inactivity_timeout`` seconds (default ``timeout_seconds + 30``),
-        the stream is presumed dead and :class:`RequestTimeout` is raised, so the caller re-watches
-        instead of hanging on a half-open connection. Use with ``contextlib.aclosing`` to release
-        the connection when stopping early.
+        Timeouts and errors of the stream are those of :meth:`watch_lines`. Use with
+        ``contextlib.aclosing`` to release the connection when stopping early.
+        """
+        lines = self.watch_lines(
+            res,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            resource_version=resource_version,
+            timeout_seconds=timeout_seconds,
+            allow_bookmarks=allow_bookmarks,
+            inactivity_timeout=inactivity_timeout,
+        )
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                event = decode_watch_line(line)
+                if event is None:
+                    continue
+                if event[0] == "ERROR":
+                    raise error_from_status(0, event[1])
+                yield event
+
+    async def watch_lines(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str,
+        timeout_seconds: int,
+        allow_bookmarks: bool = True,
+        inactivity_timeout: float | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """Stream the raw watch event lines (JSON, newline removed) until the server ends the watch.
+
+        For callers that decode events themselves (the informer, see :mod:`.codec`). If no byte
+        arrives for ``inactivity_timeout`` seconds (default ``timeout_seconds + 30``), the stream
+        is presumed dead and :class:`RequestTimeout` is raised, so the caller re-watches instead of
+        hanging on a half-open connection; a broken stream raises :class:`TransportError`.
         """
         params: dict[str, str] = {
             "watch": "true",
@@ -339,16 +376,13 @@ class ApiClient:
                     ) from None
                 except aiohttp.ClientError as exc:
                     raise TransportError(f"watch {resource}: stream broken: {exc!r}") from exc
-                lines = splitter.feed(chunk) if chunk else [splitter.rest()]
-                for line in lines:
-                    event = decode_watch_line(line)
-                    if event is None:
-                        continue
-                    if event[0] == "ERROR":
-                        raise error_from_status(0, event[1])
-                    yield event
                 if not chunk:
+                    rest = splitter.rest()
+                    if rest:
+                        yield rest
                     return
+                for line in splitter.feed(chunk):
+                    yield line
         finally:
             response.release()
 

@@ -37,8 +37,11 @@ import random
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from agentic_operator.kube.client import ApiClient
-from agentic_operator.kube.errors import Gone
+import orjson
+
+from agentic_operator.kube import codec
+from agentic_operator.kube.client import ApiClient, decode_watch_line
+from agentic_operator.kube.errors import Gone, error_from_status
 from agentic_operator.kube.resources import Obj, Resource, object_key
 from agentic_operator.runtime.clock import Clock, RealClock
 from agentic_operator.runtime.store import CompactStore, Store
@@ -141,9 +144,12 @@ class Informer:
         self._watch_timeout = watch_timeout
         self._handlers: list[_Handler] = []
         self._wants_old = False
+        self._has_add = False
         self._synced = asyncio.Event()
         self._last_rv = ""
         self._events_seen = 0
+        # Watch events can be stored as their own bytes (see process_line).
+        self._raw_ok = compact and transform is None
 
     # -- public surface --------------------------------------------------------------------------
 
@@ -163,6 +169,7 @@ class Informer:
         handler = _Handler(on_add, on_update, on_delete)
         self._handlers.append(handler)
         self._wants_old = any(h.on_update is not None for h in self._handlers)
+        self._has_add = any(h.on_add is not None for h in self._handlers)
         if on_add is not None:
             for obj in self.store.list():
                 self._call(on_add, obj)
@@ -230,6 +237,52 @@ class Informer:
                 self._notify_update(result.old or prepared, prepared)
         if rv:
             self._last_rv = str(rv)
+
+    def process_line(self, line: bytes) -> None:
+        """Decode one watch event line and apply it: the watch loop's whole per-event path.
+
+        An ERROR event raises its mapped :class:`~agentic_operator.kube.errors.ApiError` (410:
+        :class:`Gone`); malformed lines are logged and skipped. With a :class:`CompactStore`, no
+        transform and no ``last-applied-configuration`` annotation, the object is stored as the
+        event's own bytes (managedFields cut out) and decoded only for the handlers, once; else
+        it is decoded and goes through :meth:`process_event`.
+        """
+        envelope = codec.decode_envelope(line)
+        if envelope is None:
+            return
+        event_type, raw = envelope
+        head = codec.decode_head(raw) if self._raw_ok else None
+        if head is not None and head.name and event_type in ("ADDED", "MODIFIED"):
+            data: bytes | None = raw
+            if self._prune:
+                if head.last_applied:
+                    data = None  # dropping an annotation takes a decode
+                elif head.managed_fields:
+                    data = codec.strip_managed_fields(raw, head.managed_fields)
+            if data is not None:
+                self._apply_raw(head, data)
+                return
+        # Everything else (deletes, bookmarks, errors, odd layouts) is decoded whole.
+        event = decode_watch_line(line)
+        if event is None:
+            return
+        if event[0] == "ERROR":
+            raise error_from_status(0, event[1])
+        self.process_event(*event)
+
+    def _apply_raw(self, head: codec.Head, data: bytes) -> None:
+        store = self.store
+        assert isinstance(store, CompactStore)
+        result = store.upsert_raw(head.key, head.resource_version, data, need_old=self._wants_old)
+        if result.changed:
+            if not result.existed:
+                if self._has_add:
+                    self._notify_add(orjson.loads(data))
+            elif self._wants_old:
+                new = orjson.loads(data)
+                self._notify_update(result.old or new, new)
+        if head.resource_version:
+            self._last_rv = head.resource_version
 
     # -- reflector -------------------------------------------------------------------------------
 
@@ -313,7 +366,7 @@ class Informer:
     async def _watch(self) -> int:
         lo, hi = self._watch_timeout
         delivered = 0
-        events = self.client.watch(
+        lines = self.client.watch_lines(
             self.res,
             self.namespace,
             label_selector=self.label_selector,
@@ -323,11 +376,12 @@ class Informer:
             allow_bookmarks=True,
             inactivity_timeout=WATCH_INACTIVITY_TIMEOUT,
         )
-        async with contextlib.aclosing(events):
-            async for event_type, obj in events:
+        process = self.process_line
+        async with contextlib.aclosing(lines):
+            async for line in lines:
                 delivered += 1
                 self._events_seen += 1
-                self.process_event(event_type, obj)
+                process(line)
         return delivered
 
     async def _resync_loop(self, period: float) -> None:

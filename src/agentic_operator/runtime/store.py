@@ -4,10 +4,11 @@ Two representations with the same interface:
 
 * :class:`Store` keeps the decoded dicts. Reads cost nothing and return the stored dicts
   themselves, so readers must treat them as read-only (copy before building a patch).
-* :class:`CompactStore` keeps each object as its orjson encoding and decodes on every read. A
-  Python dict tree costs about four times its JSON size (a ~4 KB Job holds ~70 dicts of ~190 bytes
-  each plus its strings), so for large caches this cuts memory by ~4x; in exchange each read costs
-  a decode (~10 us for 4 KB) and returns a fresh copy that the caller may modify.
+* :class:`CompactStore` keeps each object as JSON bytes (the watch event's own, see
+  :mod:`agentic_operator.kube.codec`) and decodes on every read. A Python dict tree costs about
+  four times its JSON size (a ~4 KB Job holds ~70 dicts of ~190 bytes each plus its strings), so
+  for large caches this cuts memory by ~4x; in exchange each read costs a decode (~10 us for 4 KB)
+  and returns a fresh copy that the caller may modify.
 
 Only the informer writes, plus :meth:`Store.write_through` for the operator's own writes.
 
@@ -69,6 +70,9 @@ class Store:
     def _encode(self, obj: Obj) -> Any:
         return obj
 
+    def _stored_rv(self, value: Any) -> object:
+        return _rv(value)
+
     def _decode(self, value: Any) -> Obj:
         return value  # type: ignore[no-any-return]
 
@@ -119,7 +123,7 @@ class Store:
         if current is None:
             if expected_resource_version is not None:
                 return False
-        elif _rv(self._decode(current)) != expected_resource_version:
+        elif self._stored_rv(current) != expected_resource_version:
             return False
         self._set(key, self._encode(obj))
         rv = _rv(obj)
@@ -127,12 +131,12 @@ class Store:
             self._written[key] = str(rv)
         return True
 
-    def _skip_stale(self, key: str, obj: Obj) -> bool:
-        """True if a watch event predates our own pending write of ``key`` (see write_through)."""
+    def _skip_stale(self, key: str, rv: object) -> bool:
+        """True if a watch event of version ``rv`` predates our own pending write of ``key`` (see
+        write_through)."""
         pending = self._written.get(key)
         if pending is None:
             return False
-        rv = _rv(obj)
         if rv == pending:
             del self._written[key]
             return False
@@ -144,7 +148,7 @@ class Store:
     def upsert(self, obj: Obj, *, need_old: bool = True) -> Upsert:
         """Store ``obj`` and report what it replaced (the informer's per-event step)."""
         key = object_key(obj)
-        if self._skip_stale(key, obj):
+        if self._skip_stale(key, _rv(obj)):
             return Upsert(True, False, None)
         old = self._items.get(key)
         self._set(key, obj)
@@ -217,28 +221,42 @@ def _encode_exact(obj: Obj) -> bytes:
 
 
 class CompactStore(Store):
-    """Objects kept as orjson bytes; every read decodes a fresh copy."""
+    """Objects kept as ``(resourceVersion, JSON bytes)``; every read decodes a fresh copy.
+
+    The JSON comes either from orjson (objects given as dicts) or, through :meth:`upsert_raw`,
+    straight from the watch stream, so it is never decoded unless somebody reads it. Versions are
+    compared by resourceVersion, not by bytes: the two encodings of one version may differ.
+    """
 
     __slots__ = ()
 
-    def _encode(self, obj: Obj) -> bytes:
-        return _encode_exact(obj)
+    def _encode(self, obj: Obj) -> tuple[str, bytes]:
+        return str(_rv(obj) or ""), _encode_exact(obj)
 
     def _decode(self, value: Any) -> Obj:
-        return orjson.loads(value)  # type: ignore[no-any-return]
+        return orjson.loads(value[1])  # type: ignore[no-any-return]
+
+    def _stored_rv(self, value: Any) -> object:
+        return value[0] or None
 
     def _differs(self, old: Any, new: Any) -> bool:
-        return bool(old != new)
+        return bool(old[0] != new[0])
 
     def upsert(self, obj: Obj, *, need_old: bool = True) -> Upsert:
-        key = object_key(obj)
-        if self._skip_stale(key, obj):
+        value = self._encode(obj)
+        return self.upsert_raw(object_key(obj), value[0], value[1], need_old=need_old)
+
+    def upsert_raw(
+        self, key: str, resource_version: str, data: bytes, *, need_old: bool = True
+    ) -> Upsert:
+        """:meth:`upsert` of an object already encoded as JSON ``data`` (a watch event's bytes,
+        managedFields removed), known by its ``key`` and ``resource_version``."""
+        if self._skip_stale(key, resource_version):
             return Upsert(True, False, None)
-        raw = _encode_exact(obj)
         old = self._items.get(key)
-        self._set(key, raw)
+        self._set(key, (resource_version, data))
         if old is None:
             return Upsert(False, True, None)
-        if old == raw:
+        if old[0] == resource_version and resource_version:
             return Upsert(True, False, None)
-        return Upsert(True, True, orjson.loads(old) if need_old else None)
+        return Upsert(True, True, orjson.loads(old[1]) if need_old else None)
