@@ -10,7 +10,7 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 # Metadata first, then the package: changes under src/ do not invalidate the venv layer's base.
 COPY pyproject.toml README.md ./
 COPY src ./src

@@ -50,8 +50,11 @@ run: setup
 bench: setup
 	$(BIN)/python -m bench
 
+# Builds localhost/agentic-operator:dev from the Dockerfile with buildah (no Docker engine needed; as
+# root on Debian: installs buildah/podman, makes a bookworm stand-in for python:3.11-slim) and checks
+# it (USER 1001, ENTRYPOINT, --help). Where a Docker engine runs, `docker build .` works as well.
 image:
-	docker build -t agentic-operator:dev .
+	testenv/image/build-image.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .testenv

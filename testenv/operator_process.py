@@ -96,7 +96,8 @@ class OperatorProcess:
     ``env`` is merged over the current environment (minus ``KUBECONFIG``, so only the minted
     credentials are used) after ``NAMESPACE=<namespace>``, which the Deployment sets from the
     pod's namespace. ``command`` replaces ``python -m agentic_operator`` (tests of this
-    helper use a stand-in).
+    helper use a stand-in; the image test runs ``podman run``); ``{kubeconfig}`` in its items
+    becomes the path of the minted kubeconfig.
     """
 
     def __init__(
@@ -170,7 +171,7 @@ class OperatorProcess:
         self._process = Process(
             name=self.name,
             argv=[
-                *self.command,
+                *(part.replace("{kubeconfig}", str(self.kubeconfig)) for part in self.command),
                 "--kubeconfig",
                 str(self.kubeconfig),
                 *self.args,
