@@ -66,6 +66,10 @@ def test_session_completes_and_cleans_up(
     st = done["status"]
     assert st["run"] == 1
     assert st["startTime"] <= st["completionTime"]
+    # The run ended, so the operator made the session interactive (upstream's rule: a restart
+    # continues as a chat), before writing the status that observes that generation.
+    assert done["spec"]["interactive"] is True
+    assert done["metadata"]["generation"] == 2
     assert st["observedGeneration"] == done["metadata"]["generation"]
     assert condition(done, "Ready")["reason"] == "Completed"
     assert condition(done, "JobCreated")["status"] == "True"
@@ -113,6 +117,7 @@ def test_runner_failures_mark_the_session_failed(
     assert ready["reason"] in reason.split("|")
     assert message_part in ready.get("message", "")
     assert failed["status"].get("completionTime")
+    assert failed["spec"]["interactive"] is True
     warnings = [e for e in events_for(deployed, namespace, "bad") if e["type"] == "Warning"]
     assert any(e["reason"] == ready["reason"] for e in warnings)
     wait_for("Job deleted", lambda: not exists(deployed, "job", "bad-job", namespace))
@@ -217,6 +222,7 @@ def test_restart_starts_a_new_run_with_a_new_job(
         e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["IS_RESUME"] == "true"
+    assert env["INTERACTIVE"] == "true"  # forced when run 1 ended
     second = wait_phase(deployed, namespace, "again", "Completed")
     assert second["status"]["run"] == 2
     assert second["status"]["startTime"] >= first["status"]["completionTime"]
@@ -272,6 +278,7 @@ def test_invalid_spec_fails_with_a_reason_naming_the_field(
     ready = condition(failed, "Ready")
     assert ready["reason"] == "InvalidSpec"
     assert "environmentVariables" in ready["message"]
+    assert failed["spec"]["interactive"] is False  # an invalid spec is left as written
     assert not exists(deployed, "job", "invalid-job", namespace)
     # One bad object does not stop the operator: a good session next to it still completes.
     create(deployed, session("fine", namespace))

@@ -442,8 +442,14 @@ class SessionReconciler:
         *,
         secrets_reason: str | None = None,
     ) -> None:
+        if phase in (Phase.COMPLETED, Phase.FAILED) and reason != model.REASON_INVALID_SPEC:
+            session = await self._force_interactive(session)
         st = _Status(session, self.clock.wall())
-        st.set(phase=phase, completionTime=now_rfc3339(st.now))
+        st.set(
+            phase=phase,
+            completionTime=now_rfc3339(st.now),
+            observedGeneration=session["metadata"].get("generation"),
+        )
         st.condition(model.COND_READY, model.COND_FALSE, reason, message)
         if secrets_reason:
             st.condition(model.COND_SECRETS_READY, model.COND_FALSE, secrets_reason, message)
@@ -454,6 +460,23 @@ class SessionReconciler:
         if error_type:
             m.SESSION_ERRORS.labels(model.session_namespace(session), old_phase, error_type).inc()
         await self._cleanup(session)
+
+    async def _force_interactive(self, session: Obj) -> Obj:
+        """Set ``spec.interactive=true`` when a run ends, as upstream does, so that a restart of a
+        finished batch session continues as a chat (spec §2.11).
+
+        Written before the terminal status, so that status can carry the new generation as its
+        ``observedGeneration``. Sessions that are already interactive cost no write. An invalid
+        spec is left as its author wrote it.
+        """
+        if (session.get("spec") or {}).get("interactive", True) is True:
+            return session
+        meta = session["metadata"]
+        updated = await self.client.patch(
+            AGENTIC_SESSIONS, meta["name"], {"spec": {"interactive": True}}, meta["namespace"]
+        )
+        self.caches.sessions.replace_if(updated, meta.get("resourceVersion"))
+        return updated
 
     async def _fail_pending_timeout(self, session: Obj) -> None:
         msg = (
