@@ -241,14 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(dev_mode=settings.dev_mode)
     from agentic_operator.app import run  # imported late: --help must stay fast
 
-    loop_factory = None
-    if os.environ.get("AGENTIC_EVENT_LOOP") == "uvloop":
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(run(settings))
+        return asyncio.run(run(settings))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # last resort: one clear line, non-zero exit
