@@ -22,6 +22,7 @@ from kubernetes_asyncio.client import Configuration
 from agentic_operator.kube import errors
 from agentic_operator.kube.client import ApiClient, WatchLineSplitter, decode_watch_line
 from agentic_operator.kube.config import KubeConfig
+from agentic_operator.kube.http1 import ConnectionPool
 from agentic_operator.kube.resources import Obj, Resource
 from agentic_operator.runtime import metrics
 from agentic_operator.runtime.clock import FakeClock, settle
@@ -222,13 +223,18 @@ def clock() -> RecordingClock:
     return RecordingClock()
 
 
-@pytest.fixture
-async def client(api: FakeApi, clock: RecordingClock) -> AsyncIterator[ApiClient]:
+@pytest.fixture(params=["http1", "aiohttp"])
+async def client(
+    api: FakeApi, clock: RecordingClock, request: pytest.FixtureRequest
+) -> AsyncIterator[ApiClient]:
+    """The client on both transports: the keep-alive pool (what from_config uses when no proxy
+    is configured) and aiohttp alone (proxies; watches always)."""
     import aiohttp
 
     config = KubeConfig(host=api.url, source="test", configuration=Configuration())
     session = aiohttp.ClientSession()
-    c = ApiClient(config, session, qps=0, clock=clock, max_read_retries=2)
+    pool = ConnectionPool(api.url, lambda: None) if request.param == "http1" else None
+    c = ApiClient(config, session, qps=0, clock=clock, max_read_retries=2, pool=pool)
     yield c
     await c.close()
 

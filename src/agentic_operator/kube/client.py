@@ -31,6 +31,7 @@ import random
 from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -46,6 +47,7 @@ from agentic_operator.kube.errors import (
     error_from_status,
     is_transient,
 )
+from agentic_operator.kube.http1 import ConnectionPool
 from agentic_operator.kube.resources import Obj, Resource
 from agentic_operator.runtime import metrics
 from agentic_operator.runtime.clock import Clock, RealClock
@@ -171,9 +173,13 @@ class ApiClient:
         request_timeout: float = 30.0,
         max_read_retries: int = 4,
         clock: Clock | None = None,
+        pool: ConnectionPool | None = None,
     ) -> None:
+        """``pool`` carries the request/response calls when given (see :mod:`.http1`); without
+        it, or for watches, ``session`` does."""
         self.config = config
         self._session = session
+        self._pool = pool
         self._clock = clock or RealClock()
         # qps <= 0 disables client-side throttling (controller-runtime's default: rely on APF).
         self._bucket = BucketRateLimiter(qps, burst, self._clock) if qps > 0 else None
@@ -186,6 +192,8 @@ class ApiClient:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
         await self._session.close()
 
     async def __aenter__(self) -> Self:
@@ -362,8 +370,8 @@ class ApiClient:
         idle = inactivity_timeout if inactivity_timeout is not None else timeout_seconds + 30.0
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=idle)
         resource = str(res)
-        response = await self._send(
-            "watch", resource, "GET", res.path(namespace), params=params, client_timeout=timeout
+        response = await self._send_stream(
+            "watch", resource, res.path(namespace), params=params, client_timeout=timeout
         )
         splitter = WatchLineSplitter()
         try:
@@ -538,7 +546,7 @@ class ApiClient:
         attempt = 0
         while True:
             try:
-                response = await self._send(
+                raw = await self._exchange(
                     verb,
                     resource,
                     method,
@@ -547,16 +555,6 @@ class ApiClient:
                     data=data,
                     content_type=content_type,
                 )
-                try:
-                    raw = await response.read()
-                except TimeoutError:
-                    raise RequestTimeout(
-                        f"{method} {path}: timed out reading the response"
-                    ) from None
-                except aiohttp.ClientError as exc:
-                    raise TransportError(f"{method} {path}: {exc!r}") from exc
-                finally:
-                    response.release()
                 if not raw:
                     return {}
                 try:
@@ -583,7 +581,22 @@ class ApiClient:
         base = min(0.2 * 2.0**attempt, 5.0)
         return base * random.uniform(0.8, 1.2)
 
-    async def _send(
+    async def _throttle(self) -> None:
+        if self._bucket is not None:
+            delay = self._bucket.when("")
+            if delay > 0:
+                await self._clock.sleep(delay)
+
+    async def _headers(self, data: bytes | None, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": self._user_agent}
+        auth = await self.config.authorization()
+        if auth:
+            headers["Authorization"] = auth
+        if data is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        return headers
+
+    async def _exchange(
         self,
         verb: str,
         resource: str,
@@ -593,45 +606,100 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
         data: bytes | None = None,
         content_type: str | None = None,
-        client_timeout: aiohttp.ClientTimeout | None = None,
-    ) -> aiohttp.ClientResponse:
-        """One rate-limited, authenticated, counted request; returns a 2xx response unread.
+    ) -> bytes:
+        """One rate-limited, authenticated, counted request; returns the body of a 2xx answer.
 
-        A 401 triggers one credentials reload and a repeat (the server did not process it).
+        Goes through the keep-alive :class:`~.http1.ConnectionPool` when there is one, else
+        through aiohttp. A 401 triggers one credentials reload and a repeat (the server did not
+        process it); other non-2xx answers raise their typed error.
         """
-        if self._bucket is not None:
-            delay = self._bucket.when("")
-            if delay > 0:
-                await self._clock.sleep(delay)
+        await self._throttle()
+        target = path + ("?" + urlencode(params) if params else "")
+        refreshed = False
+        while True:
+            headers = await self._headers(data, content_type)
+            self.request_counts[(verb, resource)] += 1
+            start = self._clock.now()
+            code = _ERROR_CODE
+            try:
+                response_headers: Mapping[str, str]
+                if self._pool is not None:
+                    status, response_headers, raw = await self._pool.request(
+                        method, target, headers.items(), data, self._timeout.total
+                    )
+                else:
+                    status, response_headers, raw = await self._aiohttp_exchange(
+                        method, target, headers, data
+                    )
+                code = str(status)
+            except TimeoutError:
+                raise RequestTimeout(f"{method} {path}: timed out") from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise TransportError(f"{method} {path}: {exc!r}") from exc
+            finally:
+                _request_counter(verb, resource, code).inc()
+                _latency_histogram(verb, resource).observe(max(0.0, self._clock.now() - start))
+            if status < 400:
+                return raw
+            error = error_from_status(status, raw, response_headers)
+            if isinstance(error, Unauthorized) and not refreshed:
+                refreshed = True
+                await self.config.refresh()
+                continue
+            raise error
+
+    async def _aiohttp_exchange(
+        self, method: str, target: str, headers: Mapping[str, str], data: bytes | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        async with self._session.request(
+            method,
+            self.config.host + target,
+            data=data,
+            headers=headers,
+            timeout=self._timeout,
+            ssl=self.config.ssl_context or True,
+            server_hostname=self.config.tls_server_name,
+            proxy=self.config.proxy,
+        ) as response:
+            return response.status, response.headers, await response.read()
+
+    async def _send_stream(
+        self,
+        verb: str,
+        resource: str,
+        path: str,
+        *,
+        params: Mapping[str, str],
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """A GET whose 2xx response is returned unread, for streaming (watches), via aiohttp.
+
+        Rate limiting, credentials, metrics and error mapping as in :meth:`_exchange`.
+        """
+        await self._throttle()
         url = self.config.host + path
         refreshed = False
         while True:
-            headers = {"Accept": "application/json", "User-Agent": self._user_agent}
-            auth = await self.config.authorization()
-            if auth:
-                headers["Authorization"] = auth
-            if data is not None:
-                headers["Content-Type"] = content_type or "application/json"
+            headers = await self._headers(None, None)
             self.request_counts[(verb, resource)] += 1
             start = self._clock.now()
             code = _ERROR_CODE
             try:
                 response = await self._session.request(
-                    method,
+                    "GET",
                     url,
                     params=params,
-                    data=data,
                     headers=headers,
-                    timeout=client_timeout or self._timeout,
+                    timeout=client_timeout,
                     ssl=self.config.ssl_context or True,
                     server_hostname=self.config.tls_server_name,
                     proxy=self.config.proxy,
                 )
                 code = str(response.status)
             except TimeoutError:
-                raise RequestTimeout(f"{method} {path}: timed out") from None
+                raise RequestTimeout(f"GET {path}: timed out") from None
             except aiohttp.ClientError as exc:
-                raise TransportError(f"{method} {path}: {exc!r}") from exc
+                raise TransportError(f"GET {path}: {exc!r}") from exc
             finally:
                 _request_counter(verb, resource, code).inc()
                 _latency_histogram(verb, resource).observe(max(0.0, self._clock.now() - start))
@@ -661,12 +729,23 @@ async def from_config(
     max_read_retries: int = 4,
     clock: Clock | None = None,
 ) -> ApiClient:
-    """A client for ``config`` with its own connection pool (close it with :meth:`ApiClient.close`).
+    """A client for ``config`` with its own connections (close it with :meth:`ApiClient.close`).
 
-    The pool has no connection limit: every watch holds a connection for minutes, and the token
-    bucket, not the pool, is what bounds the request rate.
+    Requests go through a keep-alive :class:`~.http1.ConnectionPool`, watches (and, when the
+    kubeconfig names a proxy, everything) through aiohttp. Neither pool limits connections: every
+    watch holds one for minutes, and the token bucket, not the pool, bounds the request rate.
     """
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    pool = None
+    if config.proxy is None:
+        try:
+            pool = ConnectionPool(
+                config.host,
+                lambda: config.ssl_context,
+                server_hostname=config.tls_server_name,
+            )
+        except ValueError:
+            pool = None  # an unusual server URL: aiohttp copes or reports it
     return ApiClient(
         config,
         session,
@@ -676,6 +755,7 @@ async def from_config(
         request_timeout=request_timeout,
         max_read_retries=max_read_retries,
         clock=clock,
+        pool=pool,
     )
 
 
