@@ -22,10 +22,12 @@ not delivered, except by the optional periodic resync, which re-delivers every o
 To save memory, stored objects lose ``metadata.managedFields`` (often larger than the rest of the
 object) and the ``kubectl.kubernetes.io/last-applied-configuration`` annotation unless
 ``prune=False``, and the store keeps each object as compact JSON bytes (:class:`CompactStore`)
-unless ``compact=False``. Measured with ``bench/informer_bench.py`` on a ~4 KB Job: 10,000 Jobs
-take ~38 MB as bytes but ~160 MB as dicts, for a ~15% lower event rate (re-encoding each event and
-decoding the previous version for update handlers) and a decode (~10 us) per store read. Reads then
-return fresh copies, so a reader that modifies one cannot corrupt the cache.
+unless ``compact=False``. With the compact store a watch event is not decoded to be stored: its
+object's bytes are kept as they came (managedFields cut out, see :mod:`..kube.codec`), and dicts
+are built only for handlers (the new object; for update handlers the stored old one too) and for
+store reads, which return fresh copies, so a reader that modifies one cannot corrupt the cache.
+Measured with ``bench/informer_bench.py`` on a ~4 KB Job: 10,000 Jobs take ~39 MB as bytes but
+~160 MB as dicts; see docs/benchmarks.md for the event rates.
 """
 
 from __future__ import annotations
