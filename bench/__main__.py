@@ -58,14 +58,18 @@ FIGURES: dict[str, Figure] = {
     "hot_metrics_cycles_per_s": Figure("  same, queue metrics on", op=">=", target=200_000),
     # bench/informer_bench.py
     "event_wire_bytes": Figure("watch event size on the wire, bytes"),
-    "watch_events_per_s_dict": Figure(
-        "watch events decoded+stored/s, dict store", note="(reference: not the operator's store)"
+    "watch_events_per_s_compact_cache_only": Figure(
+        "watch events decoded+stored/s, compact store (operator's)", op=">=", target=50_000
+    ),
+    "watch_events_per_s_compact_with_handlers": Figure(
+        "  same, plus controller-style handlers (old and new decoded)",
+        note="(reference: handler cost)",
+    ),
+    "watch_events_per_s_dict_with_handlers": Figure(
+        "  dict store, same handlers", note="(reference: not the operator's store)"
     ),
     "mb_per_10k_jobs_dict": Figure(
-        "MB per 10,000 stored Jobs, dict store", ",.1f", note="(reference, as above)"
-    ),
-    "watch_events_per_s_compact": Figure(
-        "watch events decoded+stored/s, compact store (operator's)", op=">=", target=50_000
+        "MB per 10,000 stored Jobs, dict store", ",.1f", note="(reference: not the operator's)"
     ),
     "mb_per_10k_jobs_compact": Figure(
         "MB per 10,000 stored Jobs, compact store (operator's)", ",.1f", "<=", 60
