@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -330,6 +331,7 @@ async def run(settings: Settings) -> int:
                 "max_concurrent_reconciles": settings.max_concurrent_reconciles,
                 "leader_elect": settings.leader_elect,
                 "namespace": settings.sessions.operator_namespace,
+                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
             },
         )
         code = await mgr.run()

@@ -181,10 +181,12 @@ def test_legacy_watch_mode_runs_the_same_reconcile(
     deployed: Cluster, namespace: str, start_operator: StartOperator
 ) -> None:
     runner_secret(deployed, namespace)
-    op = start_operator("--legacy-watch")
+    # The debugging set-up: no queue, and asyncio's own event loop instead of uvloop.
+    op = start_operator("--legacy-watch", env={"EVENT_LOOP": "asyncio"})
     create(deployed, session("legacy", namespace, duration="500ms"))
     done = wait_phase(deployed, namespace, "legacy", "Completed", timeout=40)
     assert done["status"]["run"] == 1
+    assert '"event_loop":"asyncio"' in op.log_text()
     samples = scrape(op.metrics_url())
     # No work queue in this mode: the controller's queue never saw the key.
     assert metric(samples, "workqueue_adds_total", name="agenticsession-controller") == 0
@@ -196,6 +198,7 @@ def test_readme_metrics_after_a_scenario_and_no_op_reconciles_write_nothing(
 ) -> None:
     runner_secret(deployed, namespace)
     op = start_operator()
+    assert '"event_loop":"uvloop"' in op.log_text()  # the default
     create(deployed, session("good", namespace, duration="1s"))
     create(deployed, session("bad", namespace, outcome="exit-2", duration="500ms"))
     wait_phase(deployed, namespace, "good", "Completed")
