@@ -1,8 +1,8 @@
 """``python -m bench`` (what ``make bench`` runs): all benchmarks, one report, figures and targets.
 
-    python -m bench                                  # queue, informer and operator benchmarks
+    python -m bench                                  # queue, informer, floor and operator
     python -m bench --only operator --sessions 100 --stored 1000
-    python -m bench --only queue --only informer     # no control plane needed
+    python -m bench --only queue --only informer     # no control plane needed (floor neither)
 
 Targets come from the issues' "Performance" sections (controller runtime: queue and informer;
 operator: the end-to-end run). A missed target is reported, not turned into a failure: the machine
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import informer_bench, operator_bench, queue_bench
+from bench import floor_bench, informer_bench, operator_bench, queue_bench
 
-BENCHES = ("queue", "informer", "operator")
+BENCHES = ("queue", "informer", "floor", "operator")
 STORED_FOR_RSS_TARGET = 10_000
 
 
@@ -73,6 +73,16 @@ FIGURES: dict[str, Figure] = {
     ),
     "mb_per_10k_jobs_compact": Figure(
         "MB per 10,000 stored Jobs, compact store (operator's)", ",.1f", "<=", 60
+    ),
+    # bench/floor_bench.py
+    "floor_blocking_socket_us": Figure(
+        "round trip CPU us, blocking socket (plain TCP)", ",.1f", note="(no event loop)"
+    ),
+    "floor_asyncio_tcp_us": Figure("round trip CPU us, asyncio streams, plain TCP", ",.1f"),
+    "floor_asyncio_tls_us": Figure("round trip CPU us, asyncio streams, TLS", ",.1f"),
+    "floor_uvloop_tcp_us": Figure("round trip CPU us, uvloop streams, plain TCP", ",.1f"),
+    "floor_uvloop_tls_us": Figure(
+        "round trip CPU us, uvloop streams, TLS", ",.1f", note="(the operator's transport)"
     ),
     # bench/operator_bench.py: full run
     "sessions": Figure("sessions created at once"),
@@ -185,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     runners: dict[str, Callable[[], dict[str, float]]] = {
         "queue": queue_bench.run,
         "informer": informer_bench.run,
+        "floor": floor_bench.run,
         "operator": lambda: operator_bench.run(args.sessions, args.stored, args.operator_profile),
     }
     print("agentic-operator benchmarks (shared, noisy machine: figures vary between runs)")

@@ -1,0 +1,194 @@
+"""Transport floor: CPU one request/response round trip costs the client, before any HTTP or JSON.
+
+The operator's CPU target (<= 2 ms per session) has to cover ~19 API round trips and ~19 watch
+events. This measures what the bare transport costs a Python client on this machine: a server
+process on loopback answers every 3-byte request with 3,000 bytes (about a Kubernetes object), and
+the client's CPU time (``RUSAGE_SELF``: user + system) per round trip is taken for
+
+- a blocking socket (no event loop: the lower bound for any Python client),
+- asyncio streams on asyncio's own event loop and on uvloop, over plain TCP and over TLS.
+
+Figures are the median of 5 rounds of 2,000 round trips. No cluster needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import resource
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import uvloop
+
+ROUNDS = 5
+TRIPS = 2_000
+ANSWER = b"x" * 3_000
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _serve(port: int, cert: str | None, key: str | None) -> None:
+    """The answering server (runs in its own process)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            writer.write(ANSWER)
+
+    async def main() -> None:
+        context = None
+        if cert and key:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+        server = await asyncio.start_server(answer, "127.0.0.1", port, ssl=context)
+        await server.serve_forever()
+
+    uvloop.run(main())
+
+
+def _median_cpu_us(trip: Callable[[], None]) -> float:
+    per_trip = []
+    for _ in range(ROUNDS):
+        start = _cpu()
+        for _ in range(TRIPS):
+            trip()
+        per_trip.append((_cpu() - start) / TRIPS * 1e6)
+    return statistics.median(per_trip)
+
+
+async def _median_cpu_us_async(trip: Callable[[], Awaitable[None]]) -> float:
+    per_trip = []
+    for _ in range(ROUNDS):
+        start = _cpu()
+        for _ in range(TRIPS):
+            await trip()
+        per_trip.append((_cpu() - start) / TRIPS * 1e6)
+    return statistics.median(per_trip)
+
+
+def _blocking(port: int) -> float:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def trip() -> None:
+        sock.sendall(b"GET")
+        got = 0
+        while got < len(ANSWER):
+            got += len(sock.recv(65536))
+
+    try:
+        return _median_cpu_us(trip)
+    finally:
+        sock.close()
+
+
+async def _streams(port: int, context: ssl.SSLContext | None) -> float:
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=context, server_hostname="localhost" if context else None
+    )
+
+    async def trip() -> None:
+        writer.write(b"GET")
+        got = 0
+        while got < len(ANSWER):
+            got += len(await reader.read(65536))
+
+    try:
+        return await _median_cpu_us_async(trip)
+    finally:
+        writer.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(cert: Path | None, key: Path | None) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    argv = [sys.executable, "-m", "bench.floor_bench", "--serve", str(port)]
+    if cert and key:
+        argv += [str(cert), str(key)]
+    proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("floor benchmark: the answering server did not start") from None
+            time.sleep(0.05)
+
+
+def run() -> dict[str, float]:
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = _self_signed(Path(tmp))
+        client_tls = ssl.create_default_context(cafile=str(cert))
+        plain, plain_port = _start_server(None, None)
+        tls, tls_port = _start_server(cert, key)
+        try:
+            results["floor_blocking_socket_us"] = round(_blocking(plain_port), 1)
+            for loop_name, runner in (("asyncio", asyncio.run), ("uvloop", uvloop.run)):
+                results[f"floor_{loop_name}_tcp_us"] = round(runner(_streams(plain_port, None)), 1)
+                results[f"floor_{loop_name}_tls_us"] = round(
+                    runner(_streams(tls_port, client_tls)), 1
+                )
+        finally:
+            for proc in (plain, tls):
+                proc.kill()
+                proc.wait()
+    return results
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        _serve(int(sys.argv[2]), *(sys.argv[3:5] or (None, None)))
+    else:
+        for name, value in run().items():
+            print(f"{name}: {value}")
