@@ -3,6 +3,7 @@ real API server, Job controller, garbage collector and kwok-driven runner pods."
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 
@@ -91,6 +92,30 @@ def test_session_completes_and_cleans_up(
     reasons = [e["reason"] for e in events_for(deployed, namespace, "ok")]
     for reason in ("Pending", "Creating", "Completed"):
         assert reason in reasons
+
+
+def test_a_token_secret_left_from_before_is_replaced_on_the_first_run(
+    deployed: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    # The first run skips the token Secret's GET; a Secret that exists anyway (an operator that
+    # died after creating it, or a leftover) must be found through the create's AlreadyExists.
+    runner_secret(deployed, namespace)
+    create(
+        deployed,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ambient-runner-token-left", "namespace": namespace},
+            "stringData": {"k8s-token": "stale"},
+        },
+    )
+    create(deployed, session("left", namespace, duration="500ms"))
+    wait_phase(deployed, namespace, "left", "Completed")
+    token = get_json(deployed, "secret", "ambient-runner-token-left", "-n", namespace)
+    assert token is not None
+    assert base64.b64decode(token["data"]["k8s-token"]) not in (b"", b"stale")
+    owner = token["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("AgenticSession", "left")
 
 
 @pytest.mark.parametrize(

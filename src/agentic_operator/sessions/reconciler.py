@@ -627,10 +627,19 @@ class SessionReconciler:
         ns = model.session_namespace(session)
         secret_name = model.token_secret_name(session)
         lifetime = self._token_lifetime(session)
-        try:
-            secret: Obj | None = await self.client.get(SECRETS, secret_name, ns)
-        except NotFound:
-            secret = None
+        secret: Obj | None = None
+        # A first run that never got as far as its Job (no SecretsReady condition yet) has no
+        # identity: skip the GET that would only answer 404. Should one exist after all (the
+        # operator died mid-way), the create below reports AlreadyExists and it is replaced.
+        first_attempt = (model.session_run(session) or 1) == 1 and not any(
+            c.get("type") == model.COND_SECRETS_READY
+            for c in (session.get("status") or {}).get("conditions") or ()
+        )
+        if not first_attempt:
+            try:
+                secret = await self.client.get(SECRETS, secret_name, ns)
+            except NotFound:
+                secret = None
         now = self.clock.wall()
         if secret is not None and model.is_owned_by(secret, session):
             expires = _parse_time(_ann(secret).get("ambient-code.io/token-expires-at"))
@@ -654,8 +663,11 @@ class SessionReconciler:
                 expires_at
             )
             if secret is None:
-                await self.client.create(SECRETS, body, ns)
-            else:
+                try:
+                    await self.client.create(SECRETS, body, ns)
+                except AlreadyExists:
+                    secret = await self.client.get(SECRETS, secret_name, ns)
+            if secret is not None:
                 body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
                 await self.client.replace(SECRETS, secret_name, body, ns)
         except ApiError as exc:
