@@ -28,9 +28,9 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -54,6 +54,8 @@ from agentic_operator.runtime.clock import Clock, RealClock
 from agentic_operator.runtime.ratelimit import BucketRateLimiter
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 PatchType = Literal["merge", "json", "strategic", "apply"]
 
@@ -596,6 +598,51 @@ class ApiClient:
             headers["Content-Type"] = content_type or "application/json"
         return headers
 
+    async def _attempts(
+        self,
+        verb: str,
+        resource: str,
+        method: str,
+        path: str,
+        perform: Callable[[dict[str, str]], Awaitable[tuple[int, Mapping[str, str], _T]]],
+        error_body: Callable[[_T], Awaitable[bytes]],
+        *,
+        data: bytes | None = None,
+        content_type: str | None = None,
+    ) -> _T:
+        """What every request goes through: the token bucket, fresh credentials, the counters and
+        the latency histogram, typed errors, and after a 401 one credentials reload and a repeat
+        (the server did not process the request).
+
+        ``perform(headers)`` sends one attempt and returns ``(status, headers, payload)``; the
+        payload of a 2xx answer is returned, ``error_body(payload)`` gives the body of any other.
+        """
+        await self._throttle()
+        refreshed = False
+        while True:
+            headers = await self._headers(data, content_type)
+            self.request_counts[(verb, resource)] += 1
+            start = self._clock.now()
+            code = _ERROR_CODE
+            try:
+                status, response_headers, payload = await perform(headers)
+                code = str(status)
+            except TimeoutError:
+                raise RequestTimeout(f"{method} {path}: timed out") from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise TransportError(f"{method} {path}: {exc!r}") from exc
+            finally:
+                _request_counter(verb, resource, code).inc()
+                _latency_histogram(verb, resource).observe(max(0.0, self._clock.now() - start))
+            if status < 400:
+                return payload
+            error = error_from_status(status, await error_body(payload), response_headers)
+            if isinstance(error, Unauthorized) and not refreshed:
+                refreshed = True
+                await self.config.refresh()
+                continue
+            raise error
+
     async def _exchange(
         self,
         verb: str,
@@ -607,61 +654,41 @@ class ApiClient:
         data: bytes | None = None,
         content_type: str | None = None,
     ) -> bytes:
-        """One rate-limited, authenticated, counted request; returns the body of a 2xx answer.
+        """One request whose answer is read whole; returns the body of a 2xx answer.
 
         Goes through the keep-alive :class:`~.http1.ConnectionPool` when there is one, else
-        through aiohttp. A 401 triggers one credentials reload and a repeat (the server did not
-        process it); other non-2xx answers raise their typed error.
+        through aiohttp.
         """
-        await self._throttle()
         target = path + ("?" + urlencode(params) if params else "")
-        refreshed = False
-        while True:
-            headers = await self._headers(data, content_type)
-            self.request_counts[(verb, resource)] += 1
-            start = self._clock.now()
-            code = _ERROR_CODE
-            try:
-                response_headers: Mapping[str, str]
-                if self._pool is not None:
-                    status, response_headers, raw = await self._pool.request(
-                        method, target, headers.items(), data, self._timeout.total
-                    )
-                else:
-                    status, response_headers, raw = await self._aiohttp_exchange(
-                        method, target, headers, data
-                    )
-                code = str(status)
-            except TimeoutError:
-                raise RequestTimeout(f"{method} {path}: timed out") from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise TransportError(f"{method} {path}: {exc!r}") from exc
-            finally:
-                _request_counter(verb, resource, code).inc()
-                _latency_histogram(verb, resource).observe(max(0.0, self._clock.now() - start))
-            if status < 400:
-                return raw
-            error = error_from_status(status, raw, response_headers)
-            if isinstance(error, Unauthorized) and not refreshed:
-                refreshed = True
-                await self.config.refresh()
-                continue
-            raise error
+        pool = self._pool
 
-    async def _aiohttp_exchange(
-        self, method: str, target: str, headers: Mapping[str, str], data: bytes | None
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        async with self._session.request(
+        async def perform(headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+            if pool is not None:
+                return await pool.request(
+                    method, target, headers.items(), data, self._timeout.total
+                )
+            async with self._session.request(
+                method,
+                self.config.host + target,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                ssl=self.config.ssl_context or True,
+                server_hostname=self.config.tls_server_name,
+                proxy=self.config.proxy,
+            ) as response:
+                return response.status, response.headers, await response.read()
+
+        return await self._attempts(
+            verb,
+            resource,
             method,
-            self.config.host + target,
+            path,
+            perform,
+            _body_as_is,
             data=data,
-            headers=headers,
-            timeout=self._timeout,
-            ssl=self.config.ssl_context or True,
-            server_hostname=self.config.tls_server_name,
-            proxy=self.config.proxy,
-        ) as response:
-            return response.status, response.headers, await response.read()
+            content_type=content_type,
+        )
 
     async def _send_stream(
         self,
@@ -672,51 +699,39 @@ class ApiClient:
         params: Mapping[str, str],
         client_timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
-        """A GET whose 2xx response is returned unread, for streaming (watches), via aiohttp.
-
-        Rate limiting, credentials, metrics and error mapping as in :meth:`_exchange`.
-        """
-        await self._throttle()
+        """A GET whose 2xx response is returned unread, for streaming (watches), via aiohttp."""
         url = self.config.host + path
-        refreshed = False
-        while True:
-            headers = await self._headers(None, None)
-            self.request_counts[(verb, resource)] += 1
-            start = self._clock.now()
-            code = _ERROR_CODE
-            try:
-                response = await self._session.request(
-                    "GET",
-                    url,
-                    params=params,
-                    headers=headers,
-                    timeout=client_timeout,
-                    ssl=self.config.ssl_context or True,
-                    server_hostname=self.config.tls_server_name,
-                    proxy=self.config.proxy,
-                )
-                code = str(response.status)
-            except TimeoutError:
-                raise RequestTimeout(f"GET {path}: timed out") from None
-            except aiohttp.ClientError as exc:
-                raise TransportError(f"GET {path}: {exc!r}") from exc
-            finally:
-                _request_counter(verb, resource, code).inc()
-                _latency_histogram(verb, resource).observe(max(0.0, self._clock.now() - start))
-            if response.status < 400:
-                return response
-            try:
-                raw = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
-                raw = b""
-            finally:
-                response.release()
-            error = error_from_status(response.status, raw, response.headers)
-            if isinstance(error, Unauthorized) and not refreshed:
-                refreshed = True
-                await self.config.refresh()
-                continue
-            raise error
+
+        async def perform(
+            headers: dict[str, str],
+        ) -> tuple[int, Mapping[str, str], aiohttp.ClientResponse]:
+            response = await self._session.request(
+                "GET",
+                url,
+                params=params,
+                headers=headers,
+                timeout=client_timeout,
+                ssl=self.config.ssl_context or True,
+                server_hostname=self.config.tls_server_name,
+                proxy=self.config.proxy,
+            )
+            return response.status, response.headers, response
+
+        return await self._attempts(verb, resource, "GET", path, perform, _drain)
+
+
+async def _body_as_is(body: bytes) -> bytes:
+    return body
+
+
+async def _drain(response: aiohttp.ClientResponse) -> bytes:
+    """The body of an error answer on a streaming request (empty if it cannot be read)."""
+    try:
+        return await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        return b""
+    finally:
+        response.release()
 
 
 async def from_config(
