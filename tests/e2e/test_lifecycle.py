@@ -391,3 +391,78 @@ def test_vertex_mode_copies_the_shared_secret_or_fails_clearly(
     )
     owners = copied["metadata"]["ownerReferences"]
     assert [(o["name"], o["controller"]) for o in owners] == [("vertex", True)]
+
+
+def test_workspace_pvc_and_oauth_placeholder_are_provisioned_and_kept(
+    deployed: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    start_operator(
+        env={
+            "PENDING_TIMEOUT": "60",
+            "RUNNER_WORKSPACE_PVC": "true",
+            "GOOGLE_OAUTH_CLIENT_ID": "client-1",
+        }
+    )
+    runner_secret(deployed, namespace)
+    # A volume for the claim to bind to (the testenv has no provisioner); the scheduler only
+    # places a pod whose claims are bound.
+    pv = f"pv-{namespace}"[:63]
+    create(
+        deployed,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "5Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/tmp/agentic-operator-test"},
+                "claimRef": {"namespace": namespace, "name": "ambient-workspace-ws"},
+            },
+        },
+    )
+    try:
+        create(deployed, session("ws", namespace, duration="500ms"))
+        job = wait_for("Job", lambda: get_json(deployed, "job", "ws-job", "-n", namespace))
+        pod_spec = job["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod_spec["volumes"]}
+        assert volumes["workspace"]["persistentVolumeClaim"] == {
+            "claimName": "ambient-workspace-ws"
+        }
+        oauth_volume = volumes["google-oauth"]["secret"]
+        assert (oauth_volume["secretName"], oauth_volume["optional"]) == ("ws-google-oauth", True)
+        wait_phase(deployed, namespace, "ws", "Completed", timeout=60)
+
+        pvc = get_json(deployed, "pvc", "ambient-workspace-ws", "-n", namespace)
+        assert pvc is not None
+        assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+        assert pvc["metadata"]["ownerReferences"][0]["name"] == "ws"
+        oauth = get_json(deployed, "secret", "ws-google-oauth", "-n", namespace)
+        assert oauth is not None
+        assert oauth["metadata"]["labels"]["ambient-code.io/oauth"] == "placeholder"
+        assert oauth["metadata"]["ownerReferences"][0]["name"] == "ws"
+
+        # The backend fills the credentials in; a restart keeps them and the same claim.
+        creds = base64.b64encode(b'{"token": "t"}').decode()
+        deployed.kubectl(
+            "patch", "secret", "ws-google-oauth", "-n", namespace,
+            "--type=merge", "-p", f'{{"data": {{"credentials.json": "{creds}"}}}}',
+        )  # fmt: skip
+        annotate(deployed, namespace, "ws", "ambient-code.io/desired-phase=Running")
+        wait_for(
+            "run 2 completed",
+            lambda: (
+                (s := get_session(deployed, namespace, "ws"))
+                and s["status"].get("run") == 2
+                and s["status"].get("phase") == "Completed"
+            ),
+            timeout=60,
+        )
+        oauth = get_json(deployed, "secret", "ws-google-oauth", "-n", namespace)
+        assert oauth is not None
+        assert oauth["data"]["credentials.json"] == creds
+        again = get_json(deployed, "pvc", "ambient-workspace-ws", "-n", namespace)
+        assert again is not None
+        assert again["metadata"]["uid"] == pvc["metadata"]["uid"]
+    finally:
+        deployed.kubectl("delete", "pv", pv, "--wait=false", "--ignore-not-found")

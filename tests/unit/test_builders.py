@@ -13,6 +13,7 @@ from agentic_operator.kube.resources import Obj
 from agentic_operator.sessions import model
 from agentic_operator.sessions.builders import (
     build_job,
+    build_oauth_placeholder_secret,
     build_runner_role,
     build_runner_role_binding,
     build_runner_service_account,
@@ -29,6 +30,7 @@ VERTEX = SessionConfig(
     vertex_project_id="proj",
     google_application_credentials="/app/vertex/key.json",
 )
+OAUTH = SessionConfig(google_oauth_client_id="client-1")
 OWNER = {
     "apiVersion": "vteam.ambient-code/v1alpha1",
     "kind": "AgenticSession",
@@ -170,6 +172,15 @@ ENV_ROWS = [
         "parent-b",
         id="parent-env",
     ),
+    pytest.param(
+        session(),
+        OAUTH,
+        1,
+        "GOOGLE_MCP_CREDENTIALS_DIR",
+        "/workspace/.google_workspace_mcp/credentials",
+        id="oauth-credentials-dir",
+    ),
+    pytest.param(session(), OAUTH, 1, "GOOGLE_OAUTH_CLIENT_ID", "client-1", id="oauth-client"),
     pytest.param(session(), CFG, 1, "IS_RESUME", "false", id="first-run-not-resume"),
     pytest.param(session(), CFG, 2, "IS_RESUME", "true", id="second-run-resume"),
     pytest.param(session(), CFG, 5, "IS_RESUME", "true", id="later-run-resume"),
@@ -251,6 +262,7 @@ ABSENT_ROWS = [
     ),
     pytest.param(session(), CFG, "CLOUD_ML_REGION", id="no-vertex-vars"),
     pytest.param(session(), CFG, "GOOGLE_OAUTH_CLIENT_SECRET", id="no-oauth-secret"),
+    pytest.param(session(), CFG, "GOOGLE_MCP_CREDENTIALS_DIR", id="no-oauth-credentials-dir"),
     pytest.param(session(), CFG, "LANGFUSE_HOST", id="no-langfuse"),
 ]
 
@@ -491,6 +503,25 @@ def test_env_from(cfg: SessionConfig, env_from: list[Obj]) -> None:
                 {"name": "vertex", "mountPath": "/app/vertex", "readOnly": True},
             ],
         ),
+        (
+            OAUTH,
+            [
+                {"name": "workspace", "emptyDir": {"sizeLimit": "10Gi"}},
+                {
+                    "name": "google-oauth",
+                    "secret": {"secretName": "s1-google-oauth", "optional": True},
+                },
+            ],
+            [
+                {"name": "workspace", "mountPath": "/workspace"},
+                {"name": "workspace", "mountPath": "/app/.claude", "subPath": ".claude"},
+                {
+                    "name": "google-oauth",
+                    "mountPath": "/app/.google_workspace_mcp/credentials",
+                    "readOnly": True,
+                },
+            ],
+        ),
     ],
 )
 def test_volumes(cfg: SessionConfig, volumes: list[Obj], mounts: list[Obj]) -> None:
@@ -594,6 +625,23 @@ def test_token_secret() -> None:
     assert custom["metadata"]["name"] == "tok-x"
 
 
+def test_oauth_placeholder_secret() -> None:
+    sec = build_oauth_placeholder_secret(session())
+    assert (sec["kind"], sec["type"], sec["metadata"]["name"]) == (
+        "Secret",
+        "Opaque",
+        "s1-google-oauth",
+    )
+    assert sec["metadata"]["labels"] == {
+        "app": "ambient-code",
+        "ambient-code.io/session": "s1",
+        "ambient-code.io/provider": "google",
+        "ambient-code.io/oauth": "placeholder",
+    }
+    assert sec["data"] == {"credentials.json": ""}
+    assert sec["metadata"]["ownerReferences"] == [OWNER]
+
+
 @pytest.mark.parametrize(
     ("cfg", "size"), [(None, "5Gi"), (SessionConfig(workspace_pvc_size="20Gi"), "20Gi")]
 )
@@ -623,6 +671,7 @@ def test_workspace_pvc(cfg: SessionConfig | None, size: str) -> None:
         (model.runner_role_name, "ambient-session-s1-role"),
         (model.runner_rolebinding_name, "ambient-session-s1-rb"),
         (model.pvc_name, "ambient-workspace-s1"),
+        (model.oauth_secret_name, "s1-google-oauth"),
     ],
 )
 def test_child_names(fn: Any, expected: str) -> None:

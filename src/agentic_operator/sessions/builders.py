@@ -20,11 +20,14 @@ from agentic_operator.sessions.model import (
     ANN_PARENT_SESSION,
     ANN_RUN,
     ANN_TOKEN_REFRESHED_AT,
+    GOOGLE_MCP_CREDENTIALS_DIR,
     GROUP,
     INTEGRATION_SECRETS,
     LABEL_APP,
     LABEL_SESSION,
     LANGFUSE_SECRET,
+    OAUTH_MOUNT,
+    OAUTH_SECRET_KEY,
     RUNNER_APP,
     RUNNER_CONTAINER,
     RUNNER_SA_APP,
@@ -35,6 +38,7 @@ from agentic_operator.sessions.model import (
     VERTEX_SECRET,
     WORKSPACE_APP,
     job_name,
+    oauth_secret_name,
     owner_reference,
     pvc_name,
     runner_role_name,
@@ -130,6 +134,7 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
         _plain("ARTIFACTS_DIR", ARTIFACTS_DIR),
     ]
     if cfg.google_oauth_client_id:
+        env.append(_plain("GOOGLE_MCP_CREDENTIALS_DIR", GOOGLE_MCP_CREDENTIALS_DIR))
         env.append(_plain("GOOGLE_OAUTH_CLIENT_ID", cfg.google_oauth_client_id))
     if cfg.google_oauth_client_secret:
         env.append(_plain("GOOGLE_OAUTH_CLIENT_SECRET", cfg.google_oauth_client_secret))
@@ -233,6 +238,14 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
     if cfg.use_vertex:
         volumes.append({"name": "vertex", "secret": {"secretName": VERTEX_SECRET}})
         mounts.append({"name": "vertex", "mountPath": VERTEX_MOUNT, "readOnly": True})
+    if cfg.google_oauth_client_id:
+        volumes.append(
+            {
+                "name": "google-oauth",
+                "secret": {"secretName": oauth_secret_name(name), "optional": True},
+            }
+        )
+        mounts.append({"name": "google-oauth", "mountPath": OAUTH_MOUNT, "readOnly": True})
 
     container: Obj = {
         "name": RUNNER_CONTAINER,
@@ -367,6 +380,25 @@ def build_token_secret(session: Obj, token: str, now: datetime) -> Obj:
         "type": "Opaque",
         "metadata": meta,
         "data": {TOKEN_SECRET_KEY: base64.b64encode(token.encode()).decode("ascii")},
+    }
+
+
+def build_oauth_placeholder_secret(session: Obj) -> Obj:
+    """The empty Google OAuth credentials Secret (``credentials.json``) the runner mounts and the
+    backend fills in after the user's consent; created only when absent, never overwritten."""
+    name = str(session["metadata"]["name"])
+    labels = {
+        LABEL_APP: SERVICE_APP,
+        "ambient-code.io/session": name,
+        "ambient-code.io/provider": "google",
+        "ambient-code.io/oauth": "placeholder",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(session, oauth_secret_name(name), labels),
+        "data": {OAUTH_SECRET_KEY: ""},
     }
 
 

@@ -57,6 +57,9 @@ TOKEN_SECRET_KEY: Final = "k8s-token"
 RUNNER_SECRETS: Final = "ambient-runner-secrets"
 INTEGRATION_SECRETS: Final = "ambient-non-vertex-integrations"
 VERTEX_SECRET: Final = "ambient-vertex"
+OAUTH_SECRET_KEY: Final = "credentials.json"
+OAUTH_MOUNT: Final = "/app/.google_workspace_mcp/credentials"
+GOOGLE_MCP_CREDENTIALS_DIR: Final = "/workspace/.google_workspace_mcp/credentials"
 LANGFUSE_SECRET: Final = "ambient-admin-langfuse-secret"
 
 EXIT_PREREQUISITE_FAILED: Final = 2
@@ -185,6 +188,11 @@ def runner_rolebinding_name(session_name: str) -> str:
 
 def pvc_name(session_name: str) -> str:
     return f"ambient-workspace-{session_name}"
+
+
+def oauth_secret_name(session_name: str) -> str:
+    """The Google OAuth credentials Secret the backend fills in (the operator creates it empty)."""
+    return f"{session_name}-google-oauth"
 
 
 def token_secret_name(session: Obj) -> str:

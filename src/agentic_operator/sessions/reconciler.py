@@ -33,12 +33,14 @@ from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, NotF
 from agentic_operator.kube.resources import (
     AGENTIC_SESSIONS,
     JOBS,
+    PERSISTENT_VOLUME_CLAIMS,
     ROLE_BINDINGS,
     ROLES,
     SECRETS,
     SERVICE_ACCOUNTS,
     SERVICES,
     Obj,
+    Resource,
     object_key,
 )
 from agentic_operator.runtime.clock import Clock, RealClock
@@ -234,6 +236,12 @@ class SessionReconciler:
 
         await self._ensure_identity(session)
         await self._ensure_service(session)
+        if self.cfg.workspace_pvc:
+            await self._create_if_absent(
+                PERSISTENT_VOLUME_CLAIMS, builders.build_workspace_pvc(session, self.cfg)
+            )
+        if self.cfg.google_oauth_client_id:
+            await self._create_if_absent(SECRETS, builders.build_oauth_placeholder_secret(session))
 
         body, skipped = builders.build_job(session, self.cfg, run=run)
         if skipped:
@@ -715,6 +723,14 @@ class SessionReconciler:
         try:
             svc = await self.client.create(SERVICES, builders.build_service(session), ns)
             self.caches.services.replace_if(svc, None)
+        except AlreadyExists:
+            pass
+
+    async def _create_if_absent(self, res: Resource, body: Obj) -> None:
+        """Create an object that is kept across runs (workspace PVC, OAuth placeholder): an
+        existing one, possibly filled in by the backend, is left as it is."""
+        try:
+            await self.client.create(res, body, body["metadata"]["namespace"])
         except AlreadyExists:
             pass
 
