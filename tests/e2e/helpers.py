@@ -45,17 +45,22 @@ def create(cluster: Cluster, obj: Obj) -> None:
     cluster.kubectl("create", "-f", "-", input=json.dumps(obj))
 
 
-def runner_secret(cluster: Cluster, namespace: str) -> None:
-    """The Secret a session needs before its Job is created (holds the model API key)."""
+def secret(cluster: Cluster, namespace: str, name: str, **string_data: str) -> None:
+    """Create an Opaque Secret from plain strings."""
     create(
         cluster,
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "ambient-runner-secrets", "namespace": namespace},
-            "stringData": {"ANTHROPIC_API_KEY": "test-key"},
+            "metadata": {"name": name, "namespace": namespace},
+            "stringData": string_data,
         },
     )
+
+
+def runner_secret(cluster: Cluster, namespace: str) -> None:
+    """The Secret a session needs before its Job is created (holds the model API key)."""
+    secret(cluster, namespace, "ambient-runner-secrets", ANTHROPIC_API_KEY="test-key")
 
 
 def session(

@@ -21,6 +21,7 @@ from tests.e2e.helpers import (
     get_session,
     phase_of,
     runner_secret,
+    secret,
     session,
     wait_condition,
     wait_for,
@@ -100,15 +101,7 @@ def test_a_token_secret_left_from_before_is_replaced_on_the_first_run(
     # The first run skips the token Secret's GET; a Secret that exists anyway (an operator that
     # died after creating it, or a leftover) must be found through the create's AlreadyExists.
     runner_secret(deployed, namespace)
-    create(
-        deployed,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "ambient-runner-token-left", "namespace": namespace},
-            "stringData": {"k8s-token": "stale"},
-        },
-    )
+    secret(deployed, namespace, "ambient-runner-token-left", **{"k8s-token": "stale"})
     create(deployed, session("left", namespace, duration="500ms"))
     wait_phase(deployed, namespace, "left", "Completed")
     token = get_json(deployed, "secret", "ambient-runner-token-left", "-n", namespace)
@@ -373,15 +366,7 @@ def test_vertex_mode_copies_the_shared_secret_or_fails_clearly(
     assert condition(failed, "Ready")["reason"] == "VertexSecretMissing"
     assert condition(failed, "SecretsReady")["status"] == "False"
 
-    create(
-        deployed,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "ambient-vertex", "namespace": backend},
-            "stringData": {"key.json": "{}"},
-        },
-    )
+    secret(deployed, backend, "ambient-vertex", **{"key.json": "{}"})
     create(deployed, session("vertex", namespace))
     wait_phase(deployed, namespace, "vertex", "Completed")
     copied = get_json(deployed, "secret", "ambient-vertex", "-n", namespace)

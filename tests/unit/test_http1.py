@@ -78,6 +78,19 @@ def answers(*responses: bytes) -> Handler:
     return handler
 
 
+def answer_then_hang_up(raw: bytes) -> Handler:
+    """Answer the first request on a connection with ``raw``, then close the connection."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
+    ) -> None:
+        await server.read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+
+    return handler
+
+
 OK_JSON = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}'
 
 
@@ -147,14 +160,7 @@ async def test_connections_the_server_will_not_keep_are_not_reused(
 
 
 async def test_body_until_eof(serve: Callable[[Handler], Awaitable[Server]]) -> None:
-    async def handler(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
-    ) -> None:
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
-        await writer.drain()
-
-    server = await serve(handler)
+    server = await serve(answer_then_hang_up(b"HTTP/1.1 200 OK\r\n\r\nall of it"))
     pool = ConnectionPool(server.url, lambda: None)
     assert (await get(pool)).body == b"all of it"
     assert (await get(pool)).body == b"all of it"
@@ -165,15 +171,8 @@ async def test_body_until_eof(serve: Callable[[Handler], Awaitable[Server]]) -> 
 async def test_idle_connection_closed_by_the_server_is_replaced(
     serve: Callable[[Handler], Awaitable[Server]],
 ) -> None:
-    async def handler(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
-    ) -> None:
-        await server.read_request(reader)
-        writer.write(OK_JSON)
-        await writer.drain()
-        # then close at once: the client's idle connection is dead before it is reused
-
-    server = await serve(handler)
+    # The server closes at once: the client's idle connection is dead before it is reused.
+    server = await serve(answer_then_hang_up(OK_JSON))
     pool = ConnectionPool(server.url, lambda: None)
     await get(pool)
     await asyncio.sleep(0.05)  # let the EOF arrive
@@ -243,14 +242,7 @@ async def test_fresh_connection_dropped_before_answering_fails(
 async def test_bad_answers(
     serve: Callable[[Handler], Awaitable[Server]], raw: bytes, error: type[Exception]
 ) -> None:
-    async def handler(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
-    ) -> None:
-        await server.read_request(reader)
-        writer.write(raw)
-        await writer.drain()
-
-    server = await serve(handler)
+    server = await serve(answer_then_hang_up(raw))
     pool = ConnectionPool(server.url, lambda: None)
     with pytest.raises(error):
         await get(pool)
