@@ -4,6 +4,7 @@ real API server, Job controller, garbage collector and kwok-driven runner pods."
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Callable
 
@@ -381,13 +382,13 @@ def test_vertex_mode_copies_the_shared_secret_or_fails_clearly(
 def test_workspace_pvc_and_oauth_placeholder_are_provisioned_and_kept(
     deployed: Cluster, namespace: str, start_operator: StartOperator
 ) -> None:
-    start_operator(
-        env={
-            "PENDING_TIMEOUT": "60",
-            "RUNNER_WORKSPACE_PVC": "true",
-            "GOOGLE_OAUTH_CLIENT_ID": "client-1",
-        }
-    )
+    operator_env = {
+        "PENDING_TIMEOUT": "60",
+        "RUNNER_WORKSPACE_PVC": "true",
+        "GOOGLE_OAUTH_CLIENT_ID": "client-1",
+        "GOOGLE_OAUTH_CLIENT_SECRET": "oauth-s3cret",
+    }
+    first_operator = start_operator(env=operator_env)
     runner_secret(deployed, namespace)
     # A volume for the claim to bind to (the testenv has no provisioner); the scheduler only
     # places a pod whose claims are bound.
@@ -416,6 +417,17 @@ def test_workspace_pvc_and_oauth_placeholder_are_provisioned_and_kept(
         }
         oauth_volume = volumes["google-oauth"]["secret"]
         assert (oauth_volume["secretName"], oauth_volume["optional"]) == ("ws-google-oauth", True)
+        # The OAuth client secret reaches the runner through its token Secret, never the Job.
+        assert "oauth-s3cret" not in json.dumps(job)
+        env = {e["name"]: e for e in pod_spec["containers"][0]["env"]}
+        assert env["GOOGLE_OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+            "name": "ambient-runner-token-ws",
+            "key": "google-oauth-client-secret",
+            "optional": False,
+        }
+        token = get_json(deployed, "secret", "ambient-runner-token-ws", "-n", namespace)
+        assert token is not None
+        assert base64.b64decode(token["data"]["google-oauth-client-secret"]) == b"oauth-s3cret"
         wait_phase(deployed, namespace, "ws", "Completed", timeout=60)
 
         pvc = get_json(deployed, "pvc", "ambient-workspace-ws", "-n", namespace)
@@ -449,5 +461,22 @@ def test_workspace_pvc_and_oauth_placeholder_are_provisioned_and_kept(
         again = get_json(deployed, "pvc", "ambient-workspace-ws", "-n", namespace)
         assert again is not None
         assert again["metadata"]["uid"] == pvc["metadata"]["uid"]
+
+        # A changed client secret reaches the next run: its token Secret is re-minted with it.
+        first_operator.stop()
+        start_operator(env={**operator_env, "GOOGLE_OAUTH_CLIENT_SECRET": "rotated"})
+        annotate(deployed, namespace, "ws", "ambient-code.io/desired-phase=Running")
+        wait_for(
+            "run 3 completed",
+            lambda: (
+                (s := get_session(deployed, namespace, "ws"))
+                and s["status"].get("run") == 3
+                and s["status"].get("phase") == "Completed"
+            ),
+            timeout=60,
+        )
+        token = get_json(deployed, "secret", "ambient-runner-token-ws", "-n", namespace)
+        assert token is not None
+        assert base64.b64decode(token["data"]["google-oauth-client-secret"]) == b"rotated"
     finally:
         deployed.kubectl("delete", "pv", pv, "--wait=false", "--ignore-not-found")

@@ -231,14 +231,6 @@ ENV_ROWS = [
         "cid",
         id="oauth-client-id",
     ),
-    pytest.param(
-        session(),
-        SessionConfig(google_oauth_client_secret="cs"),
-        1,
-        "GOOGLE_OAUTH_CLIENT_SECRET",
-        "cs",
-        id="oauth-secret",
-    ),
 ]
 
 
@@ -298,6 +290,21 @@ def test_bot_token_from_secret(annotations: dict[str, str] | None, secret: str) 
     assert entry["valueFrom"] == {
         "secretKeyRef": {"name": secret, "key": "k8s-token", "optional": False}
     }
+
+
+def test_oauth_client_secret_comes_from_the_token_secret() -> None:
+    cfg = SessionConfig(google_oauth_client_id="c", google_oauth_client_secret="s3cret")
+    job, _ = build_job(session(), cfg, run=1)
+    entry = {e["name"]: e for e in container(job)["env"]}["GOOGLE_OAUTH_CLIENT_SECRET"]
+    assert "value" not in entry
+    assert entry["valueFrom"] == {
+        "secretKeyRef": {
+            "name": "ambient-runner-token-s1",
+            "key": "google-oauth-client-secret",
+            "optional": False,
+        }
+    }
+    assert "s3cret" not in json.dumps(job)  # never in the Job spec
 
 
 def test_langfuse_env_is_optional_secret_refs() -> None:
@@ -623,6 +630,9 @@ def test_token_secret() -> None:
     assert sec["metadata"]["ownerReferences"] == [OWNER]
     custom = build_token_secret(session({model.ANN_RUNNER_TOKEN_SECRET: "tok-x"}), "t", now)
     assert custom["metadata"]["name"] == "tok-x"
+    assert set(sec["data"]) == {"k8s-token"}
+    with_oauth = build_token_secret(session(), "t", now, google_oauth_client_secret="s3cret")
+    assert base64.b64decode(with_oauth["data"]["google-oauth-client-secret"]) == b"s3cret"
 
 
 def test_oauth_placeholder_secret() -> None:

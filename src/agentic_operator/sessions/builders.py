@@ -26,6 +26,7 @@ from agentic_operator.sessions.model import (
     LABEL_APP,
     LABEL_SESSION,
     LANGFUSE_SECRET,
+    OAUTH_CLIENT_SECRET_KEY,
     OAUTH_MOUNT,
     OAUTH_SECRET_KEY,
     RUNNER_APP,
@@ -137,7 +138,16 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
         env.append(_plain("GOOGLE_MCP_CREDENTIALS_DIR", GOOGLE_MCP_CREDENTIALS_DIR))
         env.append(_plain("GOOGLE_OAUTH_CLIENT_ID", cfg.google_oauth_client_id))
     if cfg.google_oauth_client_secret:
-        env.append(_plain("GOOGLE_OAUTH_CLIENT_SECRET", cfg.google_oauth_client_secret))
+        # From the session's token Secret, not a plain value: the Job spec is readable by
+        # everyone who may read Jobs in the namespace.
+        env.append(
+            _secret_ref(
+                "GOOGLE_OAUTH_CLIENT_SECRET",
+                token_secret_name(session),
+                OAUTH_CLIENT_SECRET_KEY,
+                False,
+            )
+        )
     if isinstance(user.get("userId"), str) and user["userId"]:
         env.append(_plain("USER_ID", user["userId"]))
     if isinstance(user.get("displayName"), str) and user["displayName"]:
@@ -370,17 +380,24 @@ def build_runner_role_binding(session: Obj) -> Obj:
     }
 
 
-def build_token_secret(session: Obj, token: str, now: datetime) -> Obj:
-    """The runner token Secret (``k8s-token``), stamped with when it was minted for refresh."""
+def build_token_secret(
+    session: Obj, token: str, now: datetime, *, google_oauth_client_secret: str = ""
+) -> Obj:
+    """The runner token Secret (``k8s-token``), stamped with when it was minted for refresh.
+
+    With ``google_oauth_client_secret`` it also carries that value
+    (``google-oauth-client-secret``), which the runner gets as ``GOOGLE_OAUTH_CLIENT_SECRET``.
+    """
     meta = _meta(session, token_secret_name(session), {LABEL_APP: TOKEN_SECRET_APP})
     meta["annotations"] = {ANN_TOKEN_REFRESHED_AT: now_rfc3339(now)}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": meta,
-        "data": {TOKEN_SECRET_KEY: base64.b64encode(token.encode()).decode("ascii")},
-    }
+    data = {TOKEN_SECRET_KEY: _b64(token)}
+    if google_oauth_client_secret:
+        data[OAUTH_CLIENT_SECRET_KEY] = _b64(google_oauth_client_secret)
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": data}
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode("ascii")
 
 
 def build_oauth_placeholder_secret(session: Obj) -> Obj:

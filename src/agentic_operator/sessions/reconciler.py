@@ -20,6 +20,7 @@ Metrics are recorded after the write that makes them true succeeded, so retries 
 
 from __future__ import annotations
 
+import base64
 import copy
 import logging
 import time
@@ -649,10 +650,15 @@ class SessionReconciler:
             except NotFound:
                 secret = None
         now = self.clock.wall()
-        if secret is not None and model.is_owned_by(secret, session):
+        if (
+            secret is not None
+            and model.is_owned_by(secret, session)
+            and _secret_value(secret, model.OAUTH_CLIENT_SECRET_KEY)
+            == self.cfg.google_oauth_client_secret
+        ):
             expires = _parse_time(_ann(secret).get("ambient-code.io/token-expires-at"))
             if expires is not None and (expires - now).total_seconds() > lifetime - 60:
-                return  # identity provisioned and the token outlives this run
+                return  # identity provisioned, the token outlives this run, the value is current
         started = time.perf_counter()
         try:
             # The ServiceAccount, Role and RoleBinding come with the first token; a later re-mint
@@ -666,7 +672,12 @@ class SessionReconciler:
                 review = await self._request_token(session, lifetime)
             token = str((review.get("status") or {}).get("token") or "")
             expires_at = str((review.get("status") or {}).get("expirationTimestamp") or "")
-            body = builders.build_token_secret(session, token, now)
+            body = builders.build_token_secret(
+                session,
+                token,
+                now,
+                google_oauth_client_secret=self.cfg.google_oauth_client_secret,
+            )
             body["metadata"].setdefault("annotations", {})["ambient-code.io/token-expires-at"] = (
                 expires_at
             )
@@ -835,6 +846,17 @@ def _job_run(obj: Obj) -> int:
         return int(raw) if raw is not None else 1
     except ValueError:
         return 0
+
+
+def _secret_value(secret: Obj, key: str) -> str:
+    """A Secret's ``data`` value as text ("" when absent or not base64)."""
+    raw = (secret.get("data") or {}).get(key)
+    if not isinstance(raw, str):
+        return ""
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def _parse_time(value: Any) -> datetime | None:
