@@ -480,3 +480,61 @@ def test_workspace_pvc_and_oauth_placeholder_are_provisioned_and_kept(
         assert base64.b64decode(token["data"]["google-oauth-client-secret"]) == b"rotated"
     finally:
         deployed.kubectl("delete", "pv", pv, "--wait=false", "--ignore-not-found")
+
+
+def test_operator_settings_shape_the_job_and_langfuse_is_optional(
+    deployed: Cluster, namespace: str, unmanaged_namespace: str, start_operator: StartOperator
+) -> None:
+    backend = unmanaged_namespace
+    start_operator(
+        env={
+            "BACKEND_NAMESPACE": backend,
+            "LANGFUSE_ENABLED": "true",
+            "AMBIENT_CODE_RUNNER_IMAGE": "registry.example.com/runner:v9",
+            "IMAGE_PULL_POLICY": "Always",
+            "DEFAULT_SESSION_TIMEOUT": "900",
+            "RUNNER_CPU_REQUEST": "250m",
+            "RUNNER_MEMORY_LIMIT": "1Gi",
+        }
+    )
+    runner_secret(deployed, namespace)
+
+    # Langfuse is optional: without the shared Secret the session still runs, with nothing copied.
+    create(deployed, session("plain", namespace, duration="500ms"))
+    job = wait_for("Job", lambda: get_json(deployed, "job", "plain-job", "-n", namespace))
+    spec = job["spec"]
+    runner = spec["template"]["spec"]["containers"][0]
+    assert (runner["image"], runner["imagePullPolicy"]) == (
+        "registry.example.com/runner:v9",
+        "Always",
+    )
+    assert spec["activeDeadlineSeconds"] == 900
+    assert runner["resources"]["requests"]["cpu"] == "250m"
+    assert runner["resources"]["limits"]["memory"] == "1Gi"
+    env = {e["name"]: e for e in runner["env"]}
+    assert env["TIMEOUT"]["value"] == "900"
+    assert env["LANGFUSE_HOST"]["valueFrom"]["secretKeyRef"] == {
+        "name": "ambient-admin-langfuse-secret",
+        "key": "LANGFUSE_HOST",
+        "optional": True,
+    }
+    wait_phase(deployed, namespace, "plain", "Completed")
+    assert not exists(deployed, "secret", "ambient-admin-langfuse-secret", namespace)
+
+    # With the shared Secret in the backend namespace, the next session gets its own copy.
+    secret(
+        deployed,
+        backend,
+        "ambient-admin-langfuse-secret",
+        LANGFUSE_HOST="https://langfuse.example.com",
+        LANGFUSE_PUBLIC_KEY="pk",
+        LANGFUSE_SECRET_KEY="sk",
+    )
+    create(deployed, session("traced", namespace, duration="500ms"))
+    wait_phase(deployed, namespace, "traced", "Completed")
+    copied = get_json(deployed, "secret", "ambient-admin-langfuse-secret", "-n", namespace)
+    assert copied is not None
+    assert base64.b64decode(copied["data"]["LANGFUSE_HOST"]) == b"https://langfuse.example.com"
+    assert copied["metadata"]["annotations"]["vteam.ambient-code/copied-from"] == (
+        f"{backend}/ambient-admin-langfuse-secret"
+    )
