@@ -84,6 +84,10 @@ FIGURES: dict[str, Figure] = {
     "floor_uvloop_tls_us": Figure(
         "round trip CPU us, uvloop streams, TLS", ",.1f", note="(the operator's transport)"
     ),
+    "floor_asyncio_tls_push_us": Figure("pushed message CPU us, asyncio streams, TLS", ",.1f"),
+    "floor_uvloop_tls_push_us": Figure(
+        "pushed message CPU us, uvloop streams, TLS", ",.1f", note="(a watch event's transport)"
+    ),
     # bench/operator_bench.py: full run
     "sessions": Figure("sessions created at once"),
     "failed": Figure("  of which Failed"),
