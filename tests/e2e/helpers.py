@@ -112,6 +112,19 @@ def wait_phase(
     return wait_for(f"session {namespace}/{name} in {phases}", check, timeout)
 
 
+def wait_run(
+    cluster: Cluster, namespace: str, name: str, run: int, phase: str, timeout: float = 60.0
+) -> Obj:
+    """Wait until the session's run number ``run`` is in ``phase``."""
+
+    def check() -> Obj | None:
+        s = get_session(cluster, namespace, name)
+        st = (s or {}).get("status") or {}
+        return s if st.get("run") == run and st.get("phase") == phase else None
+
+    return wait_for(f"session {namespace}/{name} run {run} {phase}", check, timeout)
+
+
 def condition(obj: Obj, type_: str) -> Obj:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == type_:

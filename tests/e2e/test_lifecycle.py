@@ -27,6 +27,7 @@ from tests.e2e.helpers import (
     wait_condition,
     wait_for,
     wait_phase,
+    wait_run,
 )
 
 pytestmark = pytest.mark.cluster
@@ -335,12 +336,7 @@ def test_a_vanished_job_starts_a_new_run(
     wait_phase(deployed, namespace, "lost", "Running")
     deployed.kubectl("delete", "job", "lost-job", "-n", namespace, "--wait=false")
 
-    def second_run() -> dict[str, object] | None:
-        s = get_session(deployed, namespace, "lost") or {}
-        st = s.get("status") or {}
-        return s if st.get("run") == 2 and st.get("phase") == "Running" else None
-
-    again = wait_for("run 2 Running", second_run, timeout=60)
+    again = wait_run(deployed, namespace, "lost", 2, "Running")
     job = get_json(deployed, "job", "lost-job", "-n", namespace)
     assert job is not None
     assert job["metadata"]["annotations"]["ambient-code.io/run"] == "2"
@@ -446,15 +442,7 @@ def test_workspace_pvc_and_oauth_placeholder_are_provisioned_and_kept(
             "--type=merge", "-p", f'{{"data": {{"credentials.json": "{creds}"}}}}',
         )  # fmt: skip
         annotate(deployed, namespace, "ws", "ambient-code.io/desired-phase=Running")
-        wait_for(
-            "run 2 completed",
-            lambda: (
-                (s := get_session(deployed, namespace, "ws"))
-                and s["status"].get("run") == 2
-                and s["status"].get("phase") == "Completed"
-            ),
-            timeout=60,
-        )
+        wait_run(deployed, namespace, "ws", 2, "Completed")
         oauth = get_json(deployed, "secret", "ws-google-oauth", "-n", namespace)
         assert oauth is not None
         assert oauth["data"]["credentials.json"] == creds
@@ -466,15 +454,7 @@ def test_workspace_pvc_and_oauth_placeholder_are_provisioned_and_kept(
         first_operator.stop()
         start_operator(env={**operator_env, "GOOGLE_OAUTH_CLIENT_SECRET": "rotated"})
         annotate(deployed, namespace, "ws", "ambient-code.io/desired-phase=Running")
-        wait_for(
-            "run 3 completed",
-            lambda: (
-                (s := get_session(deployed, namespace, "ws"))
-                and s["status"].get("run") == 3
-                and s["status"].get("phase") == "Completed"
-            ),
-            timeout=60,
-        )
+        wait_run(deployed, namespace, "ws", 3, "Completed")
         token = get_json(deployed, "secret", "ambient-runner-token-ws", "-n", namespace)
         assert token is not None
         assert base64.b64decode(token["data"]["google-oauth-client-secret"]) == b"rotated"
