@@ -334,7 +334,10 @@ async def run(settings: Settings) -> int:
                 "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
             },
         )
-        code = await mgr.run()
+        try:
+            code = await mgr.run()
+        finally:
+            await op.session_reconciler.runner.close()
         await op.recorder.flush()
         log.info("stopped", extra={"exit_code": code})
         return code

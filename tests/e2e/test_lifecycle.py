@@ -4,7 +4,9 @@ real API server, Job controller, garbage collector and kwok-driven runner pods."
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import threading
 import time
 from collections.abc import Callable
 
@@ -13,6 +15,7 @@ from testenv.controlplane import Cluster
 from testenv.operator_process import OperatorProcess
 
 from tests.e2e.helpers import (
+    Obj,
     annotate,
     condition,
     create,
@@ -518,3 +521,115 @@ def test_operator_settings_shape_the_job_and_langfuse_is_optional(
     assert copied["metadata"]["annotations"]["vteam.ambient-code/copied-from"] == (
         f"{backend}/ambient-admin-langfuse-secret"
     )
+
+
+class FakeRunner:
+    """The runner's HTTP API on the test host: records each POST, answers ``status``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Obj]] = []
+        self.status = 200
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                fake.calls.append((self.path, json.loads(self.rfile.read(length) or b"{}")))
+                self.send_response(fake.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_spec_changes_of_a_running_session_reach_its_runner(
+    deployed: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    runner = FakeRunner()
+    try:
+        start_operator(
+            env={"RUNNER_ENDPOINT": f"http://127.0.0.1:{runner.port}/{{namespace}}/{{session}}"}
+        )
+        runner_secret(deployed, namespace)
+        base = f"/{namespace}/live"
+        a, b = "https://example.com/org/a.git", "https://example.com/org/b.git"
+        create(deployed, session("live", namespace, outcome="run-forever", repos=[{"url": a}]))
+        wait_phase(deployed, namespace, "live", "Running", timeout=60)
+        assert runner.calls == []  # the runner got its repos from REPOS_JSON
+
+        def patch_spec(spec: Obj) -> None:
+            deployed.kubectl(
+                "patch", "agenticsession", "live", "-n", namespace, "--type=merge",
+                "-p", json.dumps({"spec": spec}),
+            )  # fmt: skip
+
+        def applied(reason: str) -> Obj:
+            def check() -> Obj | None:
+                s = get_session(deployed, namespace, "live")
+                if (
+                    s
+                    and condition(s, "Reconciled").get("reason") == reason
+                    and s["status"].get("observedGeneration") == s["metadata"]["generation"]
+                ):
+                    return s
+                return None
+
+            result: Obj = wait_for(f"Reconciled {reason}", check, timeout=30)
+            return result
+
+        # Added repo and a workflow: only the difference goes to the runner.
+        patch_spec({"repos": [{"url": a}, {"url": b}], "activeWorkflow": {"gitUrl": "wf"}})
+        done = applied("SpecApplied")
+        assert runner.calls == [
+            (f"{base}/repos/add", {"url": b, "branch": "main", "name": "b"}),
+            (f"{base}/workflow", {"gitUrl": "wf", "branch": "main", "path": ""}),
+        ]
+        repos = done["status"]["reconciledRepos"]
+        assert [(r["url"], r["status"]) for r in repos] == [(a, "Ready"), (b, "Ready")]
+        assert done["status"]["reconciledWorkflow"]["status"] == "Active"
+        assert condition(done, "ReposReconciled")["status"] == "True"
+
+        # A removed repo.
+        runner.calls.clear()
+        patch_spec({"repos": [{"url": b}]})
+        applied("SpecApplied")
+        assert runner.calls == [(f"{base}/repos/remove", {"name": "a"})]
+
+        # The runner refuses a workflow change: the session says so and does not claim it.
+        runner.calls.clear()
+        runner.status = 500
+        patch_spec({"activeWorkflow": {"gitUrl": "wf", "branch": "dev"}})
+        refused = wait_for(
+            "WorkflowReconciled False",
+            lambda: (
+                (s := get_session(deployed, namespace, "live"))
+                and condition(s, "WorkflowReconciled").get("status") == "False"
+                and s
+            ),
+            timeout=30,
+        )
+        assert condition(refused, "Reconciled")["reason"] == "WorkflowReconciliationFailed"
+        assert refused["status"]["observedGeneration"] < refused["metadata"]["generation"]
+        assert refused["status"]["reconciledWorkflow"]["branch"] == "main"
+        assert phase_of(deployed, namespace, "live") == "Running"
+
+        # Once it takes it, the next change goes through.
+        runner.status = 200
+        patch_spec({"activeWorkflow": {"gitUrl": "wf", "branch": "dev", "path": "flows"}})
+        done = applied("SpecApplied")
+        assert done["status"]["reconciledWorkflow"]["path"] == "flows"
+        assert runner.calls[-1] == (
+            f"{base}/workflow",
+            {"gitUrl": "wf", "branch": "dev", "path": "flows"},
+        )
+    finally:
+        runner.close()

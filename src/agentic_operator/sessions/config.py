@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Final
 
 DEFAULT_RUNNER_IMAGE: Final = "quay.io/ambient_code/vteam_claude_runner:latest"
+DEFAULT_RUNNER_ENDPOINT: Final = "http://session-{session}.{namespace}.svc.cluster.local:8001"
 IMAGE_PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -61,6 +62,9 @@ class SessionConfig:
     """sizeLimit of the emptyDir workspace."""
     workspace_pvc_size: str = "5Gi"
     """Requested size of the per-session workspace PVC."""
+    runner_endpoint: str = DEFAULT_RUNNER_ENDPOINT
+    """``RUNNER_ENDPOINT``: the runner's HTTP API, with ``{session}`` and ``{namespace}``; spec
+    changes of Running sessions (repos, workflow) are POSTed there (see ``livespec``)."""
     runner_cpu_request: str = "100m"
     runner_memory_request: str = "256Mi"
     runner_cpu_limit: str = "2"
@@ -105,6 +109,15 @@ class SessionConfig:
             raise ValueError(
                 f"IMAGE_PULL_POLICY: expected one of {', '.join(IMAGE_PULL_POLICIES)}, got {pull!r}"
             )
+        endpoint = _str(env, "RUNNER_ENDPOINT", DEFAULT_RUNNER_ENDPOINT)
+        try:
+            endpoint.format(session="s", namespace="ns")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"RUNNER_ENDPOINT: only {{session}} and {{namespace}} may be used: {exc!r}"
+            ) from None
+        if not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"RUNNER_ENDPOINT: expected an http(s) URL, got {endpoint!r}")
         image = _str(env, "AMBIENT_CODE_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE)
         if not image or any(c.isspace() for c in image):
             raise ValueError(f"AMBIENT_CODE_RUNNER_IMAGE: not a valid image reference: {image!r}")
@@ -123,6 +136,7 @@ class SessionConfig:
             google_oauth_client_id=_str(env, "GOOGLE_OAUTH_CLIENT_ID", ""),
             google_oauth_client_secret=env.get("GOOGLE_OAUTH_CLIENT_SECRET", ""),
             workspace_pvc=_bool(env, "RUNNER_WORKSPACE_PVC"),
+            runner_endpoint=endpoint,
             runner_cpu_request=_quantity(env, "RUNNER_CPU_REQUEST", "100m"),
             runner_memory_request=_quantity(env, "RUNNER_MEMORY_REQUEST", "256Mi"),
             runner_cpu_limit=_quantity(env, "RUNNER_CPU_LIMIT", "2"),

@@ -147,6 +147,8 @@ REASON_RECONCILED: Final = "Reconciled"
 REASON_NOT_CONFIGURED: Final = "NotConfigured"
 REASON_UPDATE_FAILED: Final = "UpdateFailed"
 REASON_SPEC_APPLIED: Final = "SpecApplied"
+REASON_REPO_RECONCILIATION_FAILED: Final = "RepoReconciliationFailed"
+REASON_WORKFLOW_RECONCILIATION_FAILED: Final = "WorkflowReconciliationFailed"
 REASON_PVC_BOUND: Final = "Bound"
 REASON_PVC_PROVISIONING_FAILED: Final = "ProvisioningFailed"
 

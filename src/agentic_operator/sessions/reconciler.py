@@ -47,7 +47,7 @@ from agentic_operator.kube.resources import (
 from agentic_operator.runtime.clock import Clock, RealClock
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
-from agentic_operator.sessions import builders, model
+from agentic_operator.sessions import builders, livespec, model
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.model import Phase
@@ -68,6 +68,8 @@ STOPPING_POLL = 2.0
 SECRET_RETRY = 5.0
 """Retry interval while a required secret is missing (until the pending timeout fails the run)."""
 STALE_JOB_RETRY = 1.0
+SPEC_RETRY = 30.0
+"""Seconds before a spec change the runner did not take (repos, workflow) is tried again."""
 
 
 class Cache(Protocol):
@@ -130,12 +132,14 @@ class SessionReconciler:
         recorder: EventRecorder,
         *,
         clock: Clock | None = None,
+        runner: livespec.RunnerClient | None = None,
     ) -> None:
         self.client = client
         self.caches = caches
         self.cfg = config
         self.events = recorder
         self.clock = clock or RealClock()
+        self.runner = runner or livespec.RunnerClient(config.runner_endpoint)
 
     # ------------------------------------------------------------------ entry point
     async def reconcile(self, key: str) -> Result | None:
@@ -319,7 +323,10 @@ class SessionReconciler:
             return None
         if obs.kind == "running":
             if phase != Phase.RUNNING:
-                await self._to_running(session, obs)
+                session = await self._to_running(session, obs)
+            meta = session["metadata"]
+            if meta.get("generation") != (session.get("status") or {}).get("observedGeneration"):
+                return await self._apply_live_spec(session, job)
             return None
         # pending: still being scheduled / pulled / started, or exited and awaiting the Job's
         # verdict. Only a run that never started is bound by the pending timeout; a Running one is
@@ -333,7 +340,7 @@ class SessionReconciler:
         # PodScheduled is recorded with the next phase change, not in a write of its own.
         return Result(requeue_after=remaining)
 
-    async def _to_running(self, session: Obj, obs: RunnerObservation) -> None:
+    async def _to_running(self, session: Obj, obs: RunnerObservation) -> Obj:
         st = _Status(session, self.clock.wall())
         st.set(phase=Phase.RUNNING)
         if obs.node:
@@ -350,12 +357,138 @@ class SessionReconciler:
             "Runner container is running",
         )
         st.condition(model.COND_READY, model.COND_TRUE, model.REASON_RUNNING, "Session is running")
-        await self._write_status(session, st)
+        session = await self._write_status(session, st)
         start = _parse_time((session.get("status") or {}).get("startTime"))
         if start is not None:
             m.SESSION_STARTUP.labels(model.session_namespace(session)).observe(
                 max(0.0, (st.now - start).total_seconds())
             )
+        return session
+
+    async def _apply_live_spec(self, session: Obj, job: Obj | None) -> Result | None:
+        """Push repo and workflow changes of a Running session to its runner (spec §2.14).
+
+        One status write records what was applied (``reconciledRepos``, ``reconciledWorkflow``,
+        their conditions) and, when everything went through, ``observedGeneration`` and
+        ``Reconciled=True``. A failed call leaves ``Reconciled=False`` and is retried after
+        ``SPEC_RETRY`` (a failed repo stays in ``reconciledRepos`` as Failed until it goes
+        through), or at once when the spec changes again.
+        """
+        ns, name = model.session_namespace(session), model.session_name(session)
+        st = _Status(session, self.clock.wall())
+        now = now_rfc3339(st.now)
+        pushed: list[str] = []
+        problems: list[str] = []
+
+        previous = {
+            e.get("url"): e
+            for e in st.old.get("reconciledRepos") or ()
+            if isinstance(e, dict) and e.get("url")
+        }
+        desired = livespec.desired_repos(session)
+        to_add, to_remove = livespec.repo_changes(livespec.baseline_repos(session, job), desired)
+        failed: set[str] = set()
+        for repo in to_add:
+            body = {"url": repo.url, "branch": repo.branch, "name": repo.name}
+            try:
+                await self.runner.post(ns, name, "/repos/add", body)
+                pushed.append(f"added {repo.name}")
+            except livespec.RunnerCallError as exc:
+                failed.add(repo.url)
+                problems.append(f"adding {repo.url}: {exc}")
+        for repo in to_remove:
+            try:
+                await self.runner.post(ns, name, "/repos/remove", {"name": repo.name})
+                pushed.append(f"removed {repo.name}")
+            except livespec.RunnerCallError as exc:
+                failed.add(repo.url)
+                problems.append(f"removing {repo.url}: {exc}")
+        added = {r.url for r in to_add}
+        entries: list[Obj] = []
+        for repo in [*desired, *(r for r in to_remove if r.url in failed)]:
+            entry: Obj = {"url": repo.url, "branch": repo.branch, "name": repo.name}
+            entry["status"] = livespec.FAILED if repo.url in failed else livespec.READY
+            cloned = now if repo.url in added else previous.get(repo.url, {}).get("clonedAt")
+            if cloned and entry["status"] == livespec.READY:
+                entry["clonedAt"] = cloned
+            entries.append(entry)
+        # An empty list, not a deleted field: without it the Job's REPOS_JSON would be the
+        # baseline again, and repos removed since would be "removed" once more.
+        st.set(reconciledRepos=entries)
+        repos_ok = not failed
+        if repos_ok:
+            reason = model.REASON_RECONCILED if desired else model.REASON_NO_REPOS
+            message = f"{len(desired)} repositories applied" if desired else "No repositories"
+            st.condition(model.COND_REPOS_RECONCILED, model.COND_TRUE, reason, message)
+        else:
+            st.condition(
+                model.COND_REPOS_RECONCILED,
+                model.COND_FALSE,
+                model.REASON_UPDATE_FAILED,
+                "; ".join(problems),
+            )
+
+        workflow_ok = True
+        want = livespec.desired_workflow(session)
+        if want is None:
+            st.set(reconciledWorkflow=None)
+            st.condition(
+                model.COND_WORKFLOW_RECONCILED,
+                model.COND_TRUE,
+                model.REASON_NOT_CONFIGURED,
+                "No workflow",
+            )
+        elif want != livespec.baseline_workflow(session, job):
+            body = {"gitUrl": want.git_url, "branch": want.branch, "path": want.path}
+            try:
+                await self.runner.post(ns, name, "/workflow", body)
+                pushed.append(f"workflow {want.git_url}@{want.branch}")
+                st.set(reconciledWorkflow={**body, "status": livespec.ACTIVE, "appliedAt": now})
+                st.condition(
+                    model.COND_WORKFLOW_RECONCILED,
+                    model.COND_TRUE,
+                    model.REASON_RECONCILED,
+                    f"Workflow {want.git_url}@{want.branch} active",
+                )
+            except livespec.RunnerCallError as exc:
+                workflow_ok = False
+                problems.append(f"workflow {want.git_url}: {exc}")
+                st.condition(
+                    model.COND_WORKFLOW_RECONCILED,
+                    model.COND_FALSE,
+                    model.REASON_UPDATE_FAILED,
+                    str(exc),
+                )
+        else:
+            st.condition(
+                model.COND_WORKFLOW_RECONCILED,
+                model.COND_TRUE,
+                model.REASON_RECONCILED,
+                f"Workflow {want.git_url}@{want.branch} active",
+            )
+
+        if repos_ok and workflow_ok:
+            st.set(observedGeneration=session["metadata"].get("generation"))
+            st.condition(
+                model.COND_RECONCILED,
+                model.COND_TRUE,
+                model.REASON_SPEC_APPLIED,
+                "Spec applied to the running session",
+            )
+        else:
+            reason = (
+                model.REASON_REPO_RECONCILIATION_FAILED
+                if not repos_ok
+                else model.REASON_WORKFLOW_RECONCILIATION_FAILED
+            )
+            st.condition(model.COND_RECONCILED, model.COND_FALSE, reason, "; ".join(problems))
+        session = await self._write_status(session, st)
+        if pushed:
+            self.events.normal(session, model.REASON_SPEC_APPLIED, "Runner: " + ", ".join(pushed))
+        if problems:
+            self.events.warning(session, model.REASON_UPDATE_FAILED, "; ".join(problems))
+            return Result(requeue_after=SPEC_RETRY)
+        return None
 
     async def _job_vanished(self, session: Obj) -> Result | None:
         """T5/T9: the run's Job disappeared before the run ended: start a new run."""
