@@ -20,7 +20,8 @@ from aiohttp import web
 from kubernetes_asyncio.client import Configuration
 
 from agentic_operator.kube import errors
-from agentic_operator.kube.client import ApiClient, WatchLineSplitter, decode_watch_line
+from agentic_operator.kube.client import ApiClient, WatchLineSplitter
+from agentic_operator.kube.codec import decode_watch_line
 from agentic_operator.kube.config import KubeConfig
 from agentic_operator.kube.http1 import ConnectionPool
 from agentic_operator.kube.resources import Obj, Resource

@@ -30,12 +30,13 @@ import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, NotRequired, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import urlencode
 
 import aiohttp
 import orjson
 
+from agentic_operator.kube.codec import decode_watch_line
 from agentic_operator.kube.config import KubeConfig, load_config
 from agentic_operator.kube.errors import (
     ApiError,
@@ -56,6 +57,19 @@ from agentic_operator.runtime.ratelimit import BucketRateLimiter
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+
+class WatchOptions(TypedDict):
+    """Keyword arguments of :meth:`ApiClient.watch` and :meth:`ApiClient.watch_lines`."""
+
+    resource_version: str
+    timeout_seconds: int
+    label_selector: NotRequired[str | None]
+    field_selector: NotRequired[str | None]
+    allow_bookmarks: NotRequired[bool]
+    inactivity_timeout: NotRequired[float | None]
+    """No byte for this long (default ``timeout_seconds + 30``): the stream is presumed dead."""
+
 
 PatchType = Literal["merge", "json", "strategic", "apply"]
 
@@ -106,29 +120,6 @@ class WatchLineSplitter:
         """Whatever followed the last newline (a final event without a trailing newline)."""
         rest, self._partial = self._partial, b""
         return rest
-
-
-def decode_watch_line(line: bytes) -> tuple[str, Obj] | None:
-    """Decode one watch event line to ``(type, object)``; None (after logging) if it is malformed.
-
-    Only lengths and error texts are logged, never the line itself: it may be a Secret.
-    """
-    if not line.strip():
-        return None
-    try:
-        event = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        log.warning("skipping malformed watch event (%d bytes): %s", len(line), exc)
-        return None
-    if not isinstance(event, dict):
-        log.warning("skipping watch event that is not a JSON object (%d bytes)", len(line))
-        return None
-    event_type = event.get("type")
-    obj = event.get("object")
-    if not isinstance(event_type, str) or not isinstance(obj, dict):
-        log.warning("skipping watch event without type/object (%d bytes)", len(line))
-        return None
-    return event_type, obj
 
 
 def _path_resource(path: str) -> str:
@@ -303,16 +294,7 @@ class ApiClient:
                 return items, str(meta.get("resourceVersion") or "")
 
     async def watch(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str,
-        timeout_seconds: int,
-        allow_bookmarks: bool = True,
-        inactivity_timeout: float | None = None,
+        self, res: Resource, namespace: str | None = None, **options: Unpack[WatchOptions]
     ) -> AsyncGenerator[tuple[str, Obj], None]:
         """Stream ``(type, object)`` events until the server ends the watch.
 
@@ -321,16 +303,7 @@ class ApiClient:
         Timeouts and errors of the stream are those of :meth:`watch_lines`. Use with
         ``contextlib.aclosing`` to release the connection when stopping early.
         """
-        lines = self.watch_lines(
-            res,
-            namespace,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            resource_version=resource_version,
-            timeout_seconds=timeout_seconds,
-            allow_bookmarks=allow_bookmarks,
-            inactivity_timeout=inactivity_timeout,
-        )
+        lines = self.watch_lines(res, namespace, **options)
         async with contextlib.aclosing(lines):
             async for line in lines:
                 event = decode_watch_line(line)
@@ -341,16 +314,7 @@ class ApiClient:
                 yield event
 
     async def watch_lines(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str,
-        timeout_seconds: int,
-        allow_bookmarks: bool = True,
-        inactivity_timeout: float | None = None,
+        self, res: Resource, namespace: str | None = None, **options: Unpack[WatchOptions]
     ) -> AsyncGenerator[bytes, None]:
         """Stream the raw watch event lines (JSON, newline removed) until the server ends the watch.
 
@@ -359,16 +323,18 @@ class ApiClient:
         is presumed dead and :class:`RequestTimeout` is raised, so the caller re-watches instead of
         hanging on a half-open connection; a broken stream raises :class:`TransportError`.
         """
+        timeout_seconds = options["timeout_seconds"]
         params: dict[str, str] = {
             "watch": "true",
-            "resourceVersion": resource_version,
+            "resourceVersion": options["resource_version"],
             "timeoutSeconds": str(timeout_seconds),
-            "allowWatchBookmarks": _bool(allow_bookmarks),
+            "allowWatchBookmarks": _bool(options.get("allow_bookmarks", True)),
         }
-        if label_selector:
+        if label_selector := options.get("label_selector"):
             params["labelSelector"] = label_selector
-        if field_selector:
+        if field_selector := options.get("field_selector"):
             params["fieldSelector"] = field_selector
+        inactivity_timeout = options.get("inactivity_timeout")
         idle = inactivity_timeout if inactivity_timeout is not None else timeout_seconds + 30.0
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=idle)
         resource = str(res)
@@ -673,9 +639,7 @@ class ApiClient:
                 data=data,
                 headers=headers,
                 timeout=self._timeout,
-                ssl=self.config.ssl_context or True,
-                server_hostname=self.config.tls_server_name,
-                proxy=self.config.proxy,
+                **self._aiohttp_connection(),
             ) as response:
                 return response.status, response.headers, await response.read()
 
@@ -689,6 +653,15 @@ class ApiClient:
             data=data,
             content_type=content_type,
         )
+
+    def _aiohttp_connection(self) -> dict[str, Any]:
+        """TLS, server name and proxy of every aiohttp request (read per request: a credential
+        reload may replace the client certificate)."""
+        return {
+            "ssl": self.config.ssl_context or True,
+            "server_hostname": self.config.tls_server_name,
+            "proxy": self.config.proxy,
+        }
 
     async def _send_stream(
         self,
@@ -711,9 +684,7 @@ class ApiClient:
                 params=params,
                 headers=headers,
                 timeout=client_timeout,
-                ssl=self.config.ssl_context or True,
-                server_hostname=self.config.tls_server_name,
-                proxy=self.config.proxy,
+                **self._aiohttp_connection(),
             )
             return response.status, response.headers, response
 

@@ -11,15 +11,16 @@ object's JSON as a :class:`msgspec.Raw` slice of the line.
 JSON value, and the member ``"managedFields":<value>`` is removed with one adjacent comma. Removing
 a whole member keeps any JSON object valid, so the cut cannot corrupt the object even in theory;
 when the member is not found verbatim (pretty-printed JSON), the caller falls back to a full
-decode.
+decode: :func:`decode_watch_line`, which is also what :meth:`ApiClient.watch` yields.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,24 @@ def decode_envelope(line: bytes) -> tuple[str, bytes] | None:
         log.warning("skipping malformed watch event (%d bytes): %s", len(line), exc)
         return None
     return event.type, bytes(event.object)
+
+
+def decode_watch_line(line: bytes) -> tuple[str, dict[str, Any]] | None:
+    """A whole watch event, ``(type, object)``, decoded in one pass (any layout; for callers
+    that want every object as a dict). None, after logging, if it is malformed."""
+    if not line.strip():
+        return None
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        log.warning("skipping malformed watch event (%d bytes): %s", len(line), exc)
+        return None
+    event_type = event.get("type") if isinstance(event, dict) else None
+    obj = event.get("object") if isinstance(event, dict) else None
+    if not isinstance(event_type, str) or not isinstance(obj, dict):
+        log.warning("skipping watch event without type/object (%d bytes)", len(line))
+        return None
+    return event_type, obj
 
 
 def decode_head(raw: bytes) -> Head | None:

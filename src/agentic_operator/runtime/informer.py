@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from agentic_operator.kube import codec
-from agentic_operator.kube.client import ApiClient, decode_watch_line
+from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import Gone, error_from_status
 from agentic_operator.kube.resources import Obj, Resource, object_key
 from agentic_operator.runtime.clock import Clock, RealClock
@@ -253,8 +253,10 @@ class Informer:
         if envelope is None:
             return
         event_type, raw = envelope
-        head = codec.decode_head(raw) if self._raw_ok else None
-        if head is not None and head.name and event_type in ("ADDED", "MODIFIED"):
+        head = (
+            codec.decode_head(raw) if self._raw_ok and event_type in ("ADDED", "MODIFIED") else None
+        )
+        if head is not None and head.name:
             data: bytes | None = raw
             if self._prune:
                 if head.last_applied:
@@ -265,7 +267,7 @@ class Informer:
                 self._apply_raw(head, data)
                 return
         # Everything else (deletes, bookmarks, errors, odd layouts) is decoded whole.
-        event = decode_watch_line(line)
+        event = codec.decode_watch_line(line)
         if event is None:
             return
         if event[0] == "ERROR":
