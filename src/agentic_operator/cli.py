@@ -12,8 +12,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from agentic_operator import __version__
 from agentic_operator.logs import setup_logging
@@ -70,6 +71,16 @@ def parse_positive_float(value: str) -> float:
 EVENT_LOOPS = ("uvloop", "asyncio")
 """``EVENT_LOOP`` values: uvloop (default) costs ~9% less CPU per session than asyncio's own loop
 (docs/benchmarks.md); ``asyncio`` is there for debugging with asyncio's debug mode and tools."""
+
+
+_V = TypeVar("_V")
+
+
+def parse_event_loop(value: str) -> str:
+    name = value.strip().lower()
+    if name not in EVENT_LOOPS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(EVENT_LOOPS)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -204,28 +215,20 @@ def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> Settin
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    max_conc: int = args.max_concurrent_reconciles
-    raw = env.get("MAX_CONCURRENT_RECONCILES", "").strip()
-    if raw:
+    def from_env(name: str, parse: Callable[[str], _V], default: _V) -> _V:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
         try:
-            max_conc = parse_positive_int(raw)
+            return parse(raw)
         except argparse.ArgumentTypeError as exc:
-            parser.error(f"environment variable MAX_CONCURRENT_RECONCILES: {exc}")
+            parser.error(f"environment variable {name}: {exc}")
 
-    dev_mode = False
-    raw = env.get("DEV_MODE", "").strip()
-    if raw:
-        try:
-            dev_mode = parse_bool(raw)
-        except argparse.ArgumentTypeError as exc:
-            parser.error(f"environment variable DEV_MODE: {exc}")
-
-    event_loop = env.get("EVENT_LOOP", "").strip().lower() or "uvloop"
-    if event_loop not in EVENT_LOOPS:
-        parser.error(
-            f"environment variable EVENT_LOOP: {event_loop!r} is not one of "
-            + ", ".join(EVENT_LOOPS)
-        )
+    max_conc = from_env(
+        "MAX_CONCURRENT_RECONCILES", parse_positive_int, args.max_concurrent_reconciles
+    )
+    dev_mode = from_env("DEV_MODE", parse_bool, False)
+    event_loop = from_env("EVENT_LOOP", parse_event_loop, "uvloop")
 
     try:
         sessions = SessionConfig.from_env(env)

@@ -21,7 +21,10 @@ def session(spec: Obj | None = None, status: Obj | None = None) -> Obj:
 
 
 def job(**env: str) -> Obj:
-    containers = [{"name": "runner", "env": [{"name": k, "value": v} for k, v in env.items()]}]
+    containers = [
+        {"name": "sidecar", "env": [{"name": "REPOS_JSON", "value": "[]"}]},
+        {"name": "ambient-code-runner", "env": [{"name": k, "value": v} for k, v in env.items()]},
+    ]
     return {"spec": {"template": {"spec": {"containers": containers}}}}
 
 

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import aiohttp
 
 from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions.model import RUNNER_CONTAINER
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +76,15 @@ def desired_repos(session: Obj) -> list[Repo]:
 
 
 def _job_env(job: Obj | None) -> dict[str, str]:
-    if job is None:
-        return {}
-    containers = ((job.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers")
-    for container in containers or ():
-        return {
-            e["name"]: e["value"]
-            for e in container.get("env") or ()
-            if isinstance(e.get("value"), str)
-        }
+    """The plain env values of the Job's runner container."""
+    containers = (((job or {}).get("spec") or {}).get("template") or {}).get("spec", {})
+    for container in containers.get("containers") or ():
+        if container.get("name") == RUNNER_CONTAINER:
+            return {
+                e["name"]: e["value"]
+                for e in container.get("env") or ()
+                if isinstance(e.get("value"), str)
+            }
     return {}
 
 

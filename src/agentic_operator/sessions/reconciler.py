@@ -831,16 +831,12 @@ class SessionReconciler:
         m.TOKEN_PROVISION.labels(ns).observe(time.perf_counter() - started)
 
     async def _create_identity(self, session: Obj) -> None:
-        ns = model.session_namespace(session)
         for res, body in (
             (SERVICE_ACCOUNTS, builders.build_runner_service_account(session)),
             (ROLES, builders.build_runner_role(session)),
             (ROLE_BINDINGS, builders.build_runner_role_binding(session)),
         ):
-            try:
-                await self.client.create(res, body, ns)
-            except AlreadyExists:
-                pass
+            await self._create_if_absent(res, body)
 
     async def _request_token(self, session: Obj, lifetime: int) -> Obj:
         ns, name = model.session_namespace(session), model.session_name(session)
@@ -864,19 +860,17 @@ class SessionReconciler:
         key = f"{ns}/{model.service_name(name)}"
         if self.caches.services.get(key) is not None:
             return
-        try:
-            svc = await self.client.create(SERVICES, builders.build_service(session), ns)
+        svc = await self._create_if_absent(SERVICES, builders.build_service(session))
+        if svc is not None:
             self.caches.services.replace_if(svc, None)
-        except AlreadyExists:
-            pass
 
-    async def _create_if_absent(self, res: Resource, body: Obj) -> None:
-        """Create an object that is kept across runs (workspace PVC, OAuth placeholder): an
-        existing one, possibly filled in by the backend, is left as it is."""
+    async def _create_if_absent(self, res: Resource, body: Obj) -> Obj | None:
+        """Create ``body``; an existing object of that name is left as it is (it may have been
+        filled in by the backend, like the OAuth placeholder). Returns the created object."""
         try:
-            await self.client.create(res, body, body["metadata"]["namespace"])
+            return await self.client.create(res, body, body["metadata"]["namespace"])
         except AlreadyExists:
-            pass
+            return None
 
     async def _note_job_creation_failure(self, session: Obj, exc: ApiError) -> None:
         ns = model.session_namespace(session)
