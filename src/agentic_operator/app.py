@@ -10,6 +10,7 @@ import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from agentic_operator.clock import RealClock
 from agentic_operator.kube.client import ApiClient, connect, from_config
 from agentic_operator.kube.config import ConfigError
 from agentic_operator.kube.resources import (
@@ -26,7 +27,6 @@ from agentic_operator.kube.resources import (
 from agentic_operator.legacy.watch import LegacyWatchLoop
 from agentic_operator.projects import bindings
 from agentic_operator.projects.reconciler import ProjectReconciler
-from agentic_operator.runtime.clock import RealClock
 from agentic_operator.runtime.controller import (
     Controller,
     Predicate,

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from agentic_operator.clock import FakeClock, settle
 from agentic_operator.kube.resources import Obj
-from agentic_operator.runtime.clock import FakeClock, settle
+from agentic_operator.ratelimit import ItemExponentialFailureRateLimiter
+from agentic_operator.registry import REGISTRY
 from agentic_operator.runtime.controller import (
     GENERATION_CHANGED,
     RESOURCE_VERSION_CHANGED,
@@ -25,8 +27,6 @@ from agentic_operator.runtime.controller import (
     enqueue_controller_owner,
     enqueue_object,
 )
-from agentic_operator.runtime.metrics import REGISTRY
-from agentic_operator.runtime.ratelimit import ItemExponentialFailureRateLimiter
 
 _names = itertools.count()
 

@@ -19,14 +19,14 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio.client import Configuration
 
+from agentic_operator.clock import FakeClock, settle
 from agentic_operator.kube import errors
 from agentic_operator.kube.client import ApiClient, WatchLineSplitter
 from agentic_operator.kube.codec import decode_watch_line
 from agentic_operator.kube.config import KubeConfig
 from agentic_operator.kube.http1 import ConnectionPool
 from agentic_operator.kube.resources import Obj, Resource
-from agentic_operator.runtime import metrics
-from agentic_operator.runtime.clock import FakeClock, settle
+from agentic_operator.registry import REGISTRY
 from agentic_operator.runtime.informer import LAST_APPLIED, Informer, prune_object
 from agentic_operator.runtime.store import CompactStore, Store, Upsert
 
@@ -250,11 +250,11 @@ def status(code: int, reason: str, **extra: Any) -> Obj:
 async def test_get_decodes_and_counts(api: FakeApi, client: ApiClient) -> None:
     api.set("a", x="1")
     labels = {"verb": "get", "resource": "configmaps", "code": "200"}
-    before = metrics.REGISTRY.get_sample_value("rest_client_requests_total", labels) or 0.0
+    before = REGISTRY.get_sample_value("rest_client_requests_total", labels) or 0.0
     obj = await client.get(CM, "a", NS)
     assert obj["data"] == {"x": "1"}
     assert client.request_counts[("get", "configmaps")] == 1
-    assert metrics.REGISTRY.get_sample_value("rest_client_requests_total", labels) == before + 1
+    assert REGISTRY.get_sample_value("rest_client_requests_total", labels) == before + 1
     with pytest.raises(errors.NotFound, match="b gone"):
         await client.get(CM, "b", NS)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agentic_operator.clock import FakeClock, settle
 from agentic_operator.kube.errors import (
     AlreadyExists,
     Conflict,
@@ -18,8 +19,7 @@ from agentic_operator.kube.errors import (
     TransportError,
 )
 from agentic_operator.kube.resources import LEASES, Obj, Resource
-from agentic_operator.runtime import metrics
-from agentic_operator.runtime.clock import FakeClock, settle
+from agentic_operator.registry import REGISTRY
 from agentic_operator.runtime.leaderelection import (
     LeaderElector,
     LeadershipLost,
@@ -148,7 +148,7 @@ def make(api: FakeLeaseAPI, clock: FakeClock, name: str, identity: str, **kw: An
 
 
 def gauge(name: str) -> float | None:
-    return metrics.REGISTRY.get_sample_value("leader_election_master_status", {"name": name})
+    return REGISTRY.get_sample_value("leader_election_master_status", {"name": name})
 
 
 @pytest.fixture

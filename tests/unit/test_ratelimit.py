@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentic_operator.runtime.clock import FakeClock
-from agentic_operator.runtime.ratelimit import (
+from agentic_operator.clock import FakeClock
+from agentic_operator.ratelimit import (
     BucketRateLimiter,
     ItemExponentialFailureRateLimiter,
     MaxOfRateLimiter,

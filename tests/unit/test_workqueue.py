@@ -7,9 +7,10 @@ import itertools
 
 import pytest
 
-from agentic_operator.runtime.clock import FakeClock, settle
-from agentic_operator.runtime.metrics import REGISTRY, QueueMetrics
-from agentic_operator.runtime.ratelimit import ItemExponentialFailureRateLimiter
+from agentic_operator.clock import FakeClock, settle
+from agentic_operator.ratelimit import ItemExponentialFailureRateLimiter
+from agentic_operator.registry import REGISTRY
+from agentic_operator.runtime.metrics import QueueMetrics
 from agentic_operator.runtime.workqueue import RateLimitingQueue, ShutDown
 
 _names = itertools.count()

@@ -36,6 +36,8 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
+from agentic_operator.clock import Clock, RealClock
+from agentic_operator.kube import metrics
 from agentic_operator.kube.codec import decode_watch_line
 from agentic_operator.kube.config import KubeConfig, load_config
 from agentic_operator.kube.errors import (
@@ -50,9 +52,7 @@ from agentic_operator.kube.errors import (
 )
 from agentic_operator.kube.http1 import ConnectionPool
 from agentic_operator.kube.resources import Obj, Resource
-from agentic_operator.runtime import metrics
-from agentic_operator.runtime.clock import Clock, RealClock
-from agentic_operator.runtime.ratelimit import BucketRateLimiter
+from agentic_operator.ratelimit import BucketRateLimiter
 
 log = logging.getLogger(__name__)
 

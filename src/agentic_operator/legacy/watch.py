@@ -15,9 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.resources import AGENTIC_SESSIONS, Obj, object_key
-from agentic_operator.runtime.clock import Clock, RealClock
 from agentic_operator.runtime.controller import Result
 from agentic_operator.sessions.model import TERMINAL_PHASES
 

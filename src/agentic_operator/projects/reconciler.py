@@ -17,11 +17,11 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, NotFound
 from agentic_operator.kube.resources import PROJECT_SETTINGS, ROLE_BINDINGS, Obj
 from agentic_operator.projects import bindings
-from agentic_operator.runtime.clock import Clock, RealClock
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
 from agentic_operator.sessions.status import upsert_condition

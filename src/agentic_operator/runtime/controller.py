@@ -31,10 +31,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.resources import Obj, object_key
+from agentic_operator.ratelimit import RateLimiter, default_controller_rate_limiter
 from agentic_operator.runtime import metrics as m
-from agentic_operator.runtime.clock import Clock, RealClock
-from agentic_operator.runtime.ratelimit import RateLimiter, default_controller_rate_limiter
 from agentic_operator.runtime.workqueue import RateLimitingQueue, ShutDown
 
 

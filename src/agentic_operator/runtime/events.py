@@ -14,8 +14,8 @@ import secrets
 from collections import OrderedDict
 from typing import Any, Protocol
 
+from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.resources import EVENTS, Obj
-from agentic_operator.runtime.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from agentic_operator.runtime import metrics
+from agentic_operator.registry import render_metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ProbeChecks:
 
 
 async def handle_metrics(_request: web.Request) -> web.Response:
-    body, content_type = metrics.render_metrics()
+    body, content_type = render_metrics()
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = content_type
     return resp

@@ -41,11 +41,11 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube import codec
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import Gone, error_from_status
 from agentic_operator.kube.resources import Obj, Resource, object_key
-from agentic_operator.runtime.clock import Clock, RealClock
 from agentic_operator.runtime.store import CompactStore, Store
 
 __all__ = ["CompactStore", "Informer", "Store", "prune_object"]

@@ -53,10 +53,10 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.errors import AlreadyExists, Conflict, NotFound
 from agentic_operator.kube.resources import LEASES, Obj, Resource
 from agentic_operator.runtime import metrics
-from agentic_operator.runtime.clock import Clock, RealClock
 
 __all__ = ["LeaderElector", "LeadershipLost", "LeaseClient", "format_micro_time"]
 

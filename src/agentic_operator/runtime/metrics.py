@@ -9,11 +9,10 @@ families keep their names and labels, so this module reuses them verbatim:
   path of the operator, so :class:`QueueMetrics` keeps plain integers and bucket arrays and turns
   them into samples only when Prometheus scrapes (a custom collector), instead of paying for
   ``prometheus_client``'s locks on every add/get/done.
-- ``leader_election_master_status`` and the REST client families, updated by the leader elector and
-  the API client.
+- ``leader_election_master_status``, updated by the leader elector.
 
-Everything is registered on the module-level :data:`REGISTRY` (not the library's global default
-registry), so tests and embedders see exactly the operator's families.
+The REST client families live with the client (:mod:`agentic_operator.kube.metrics`); all are
+registered on :data:`agentic_operator.registry.REGISTRY`.
 """
 
 from __future__ import annotations
@@ -22,14 +21,10 @@ import bisect
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 
-import prometheus_client
 from prometheus_client import (
-    CONTENT_TYPE_PLAIN_0_0_4,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -39,19 +34,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from agentic_operator.runtime.clock import Clock, RealClock
-
-# controller-runtime does not expose ``*_created`` series; without this every counter and histogram
-# would carry an extra series per label set. Process-wide on purpose: the operator owns its process.
-prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-
-REGISTRY = CollectorRegistry()
-"""The operator's registry: runtime families, process/platform/GC collectors, and any family that
-another module registers with ``registry=REGISTRY``."""
-
-prometheus_client.ProcessCollector(registry=REGISTRY)
-prometheus_client.PlatformCollector(registry=REGISTRY)
-prometheus_client.GCCollector(registry=REGISTRY)
+from agentic_operator.clock import Clock, RealClock
+from agentic_operator.registry import REGISTRY
 
 # --- Families other modules update directly (defined first: imported by name elsewhere). ---------
 
@@ -60,25 +44,6 @@ LEADER_ELECTION_MASTER_STATUS = Gauge(
     "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, "
     "1 indicates master. 'name' is the string used to identify the lease.",
     ["name"],
-    registry=REGISTRY,
-)
-
-REST_CLIENT_REQUESTS = Counter(
-    "rest_client_requests_total",
-    "Number of HTTP requests to the API server, partitioned by verb, resource and status code "
-    "(code is the HTTP status, or '<error>' when no response arrived).",
-    ["verb", "resource", "code"],
-    registry=REGISTRY,
-)
-
-# client-go's request latency buckets.
-REST_CLIENT_LATENCY_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
-
-REST_CLIENT_LATENCY = Histogram(
-    "rest_client_request_duration_seconds",
-    "Request latency in seconds, partitioned by verb and resource.",
-    ["verb", "resource"],
-    buckets=REST_CLIENT_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 
@@ -320,12 +285,3 @@ class _QueueCollector:
 
 _COLLECTOR = _QueueCollector()
 REGISTRY.register(_COLLECTOR)
-
-
-def render_metrics() -> tuple[bytes, str]:
-    """The Prometheus text exposition of :data:`REGISTRY` and its content type.
-
-    The body is the classic text format, announced as version 0.0.4: every Prometheus release
-    (and every other scraper) parses it, which is not true of the newer 1.0.0 label.
-    """
-    return generate_latest(REGISTRY), CONTENT_TYPE_PLAIN_0_0_4

@@ -13,7 +13,7 @@ key that is being processed is never handed out again until ``done``; if it was 
 is queued once, at ``done``.
 
 Delayed adds (:meth:`RateLimitingQueue.add_after`) wait in a heap; one timer task, sleeping on the
-injected :class:`~agentic_operator.runtime.clock.Clock`, moves them to the queue when due, so a
+injected :class:`~agentic_operator.clock.Clock`, moves them to the queue when due, so a
 ``FakeClock`` drives them in tests without real sleeping.
 
 Shutdown, precisely:
@@ -38,9 +38,9 @@ import heapq
 import itertools
 from collections import deque
 
-from agentic_operator.runtime.clock import Clock, RealClock
+from agentic_operator.clock import Clock, RealClock
+from agentic_operator.ratelimit import RateLimiter, default_controller_rate_limiter
 from agentic_operator.runtime.metrics import QueueMetrics
-from agentic_operator.runtime.ratelimit import RateLimiter, default_controller_rate_limiter
 
 
 class ShutDown(Exception):

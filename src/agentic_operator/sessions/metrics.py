@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from agentic_operator.runtime.metrics import REGISTRY
+from agentic_operator.registry import REGISTRY
 
 _SLOW = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800)
 _FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

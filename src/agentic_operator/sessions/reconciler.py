@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, NotFound
 from agentic_operator.kube.resources import (
@@ -44,7 +45,6 @@ from agentic_operator.kube.resources import (
     Resource,
     object_key,
 )
-from agentic_operator.runtime.clock import Clock, RealClock
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
 from agentic_operator.sessions import builders, livespec, model

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from agentic_operator.runtime.clock import Clock, RealClock
+from agentic_operator.clock import Clock, RealClock
 
 
 class RateLimiter(Protocol):
