@@ -42,7 +42,7 @@ from agentic_operator.sessions import model
 from agentic_operator.sessions.reconciler import Caches, SessionReconciler
 
 if TYPE_CHECKING:
-    from agentic_operator.cli import Settings
+    from agentic_operator.settings import Settings
 
 log = logging.getLogger("agentic_operator")
 

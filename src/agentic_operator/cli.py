@@ -1,4 +1,4 @@
-"""Command line and environment -> one validated :class:`Settings` object.
+"""Command line and environment -> one validated :class:`~agentic_operator.settings.Settings`.
 
 Flags follow the seed operator's README (Go ``flag`` style: ``--leader-elect`` alone means true,
 ``--leader-elect=false`` is accepted too). A bad flag or environment value exits with status 2 and a
@@ -13,12 +13,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from agentic_operator import __version__
 from agentic_operator.logs import setup_logging
 from agentic_operator.sessions.config import SessionConfig
+from agentic_operator.settings import Settings
 
 LEASE_NAME = "ambient-code-operator.ambient-code.io"
 
@@ -81,27 +81,6 @@ def parse_event_loop(value: str) -> str:
     if name not in EVENT_LOOPS:
         raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(EVENT_LOOPS)}")
     return name
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the process needs, validated once at start-up."""
-
-    kubeconfig: str | None
-    max_concurrent_reconciles: int
-    metrics_bind_address: str
-    health_probe_bind_address: str
-    leader_elect: bool
-    leader_election_id: str
-    leader_election_namespace: str
-    legacy_watch: bool
-    dev_mode: bool
-    event_loop: str
-    qps: float
-    burst: int
-    cache_sync_timeout: float
-    graceful_shutdown_timeout: float
-    sessions: SessionConfig = field(repr=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
