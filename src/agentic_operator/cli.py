@@ -1,8 +1,10 @@
 """Command line and environment -> one validated :class:`~agentic_operator.settings.Settings`.
 
-Flags follow the seed operator's README (Go ``flag`` style: ``--leader-elect`` alone means true,
-``--leader-elect=false`` is accepted too). A bad flag or environment value exits with status 2 and a
-message naming it, like Go's flag package.
+Boolean flags work like Go's ``flag`` package: ``--leader-elect`` alone means true, and
+``--leader-elect=false`` is accepted too. Flags and environment variables share one set of value
+parsers (:mod:`agentic_operator.envparse`), so ``--leader-elect=t`` and ``DEV_MODE=t`` mean the
+same. A bad flag or variable value exits with status 2 and a message naming it, like Go's flag
+package.
 """
 
 from __future__ import annotations
@@ -16,87 +18,86 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from agentic_operator import __version__
+from agentic_operator.envparse import (
+    from_env,
+    parse_bool,
+    parse_duration,
+    parse_positive_float,
+    parse_positive_int,
+)
 from agentic_operator.logs import setup_logging
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.settings import Settings
 
 LEASE_NAME = "ambient-code-operator.ambient-code.io"
+DEFAULT_MAX_CONCURRENT_RECONCILES = 10
+DEFAULT_NAMESPACE = SessionConfig().operator_namespace
 
-_TRUE = {"1", "t", "true", "y", "yes", "on"}
-_FALSE = {"0", "f", "false", "n", "no", "off"}
+EVENT_LOOPS = ("uvloop", "asyncio")
+"""``EVENT_LOOP`` values: uvloop (default) costs ~9% less CPU per session than asyncio's own loop
+(docs/benchmarks.md); ``asyncio`` is there for debugging with asyncio's debug mode and tools."""
 
-
-def parse_bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r} (use true or false)")
+_V = TypeVar("_V")
 
 
 def parse_bind_address(value: str) -> str:
     """``host:port``, ``:port`` (all interfaces) or ``0`` (disabled), as controller-runtime."""
     if value == "0":
         return value
-    host, sep, port = value.rpartition(":")
+    _, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(
-            f"invalid address {value!r} (expected host:port, :port, or 0 to disable)"
-        )
-    del host
+        raise ValueError(f"invalid address {value!r} (expected host:port, :port, or 0 to disable)")
     return value
-
-
-def parse_positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
-    return n
-
-
-def parse_positive_float(value: str) -> float:
-    try:
-        n = float(value.removesuffix("s"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {value!r} (seconds)") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value!r}")
-    return n
-
-
-EVENT_LOOPS = ("uvloop", "asyncio")
-"""``EVENT_LOOP`` values: uvloop (default) costs ~9% less CPU per session than asyncio's own loop
-(docs/benchmarks.md); ``asyncio`` is there for debugging with asyncio's debug mode and tools."""
-
-
-_V = TypeVar("_V")
 
 
 def parse_event_loop(value: str) -> str:
     name = value.strip().lower()
     if name not in EVENT_LOOPS:
-        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(EVENT_LOOPS)}")
+        raise ValueError(f"{value!r} is not one of {', '.join(EVENT_LOOPS)}")
     return name
+
+
+def _flag(parse: Callable[[str], _V]) -> Callable[[str], _V]:
+    """``parse`` as an argparse ``type``: argparse shows an ArgumentTypeError's own message but
+    replaces a ValueError's with a generic one, so the parsers' messages are carried over."""
+
+    def convert(value: str) -> _V:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _epilog() -> str:
+    return """\
+environment:
+  MAX_CONCURRENT_RECONCILES   overrides --max-concurrent-reconciles
+  DEV_MODE=true               human-readable logs (JSON lines otherwise)
+  EVENT_LOOP=asyncio          asyncio's own event loop instead of uvloop
+  NAMESPACE                   operator namespace (default 'default')
+  BACKEND_NAMESPACE           backend namespace (default: NAMESPACE)
+  AMBIENT_CODE_RUNNER_IMAGE   runner image
+  The full list is in the README and docs/sessions.md.
+
+values:
+  Booleans, in flags and variables alike: 1, t, true, y, yes, on or 0, f,
+  false, n, no, off (any case). Durations are seconds (30 or 30s). A bad
+  value exits with status 2 and a message naming the flag or variable.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="agentic-operator",
         description=(
-            "Kubernetes operator that runs AgenticSession custom resources as batch/v1 Jobs "
+            "Kubernetes operator that runs AgenticSession custom resources as batch/v1 Jobs\n"
             "(work queue with rate limiting, concurrent reconciles, leader election, metrics)."
         ),
-        epilog=(
-            "Environment: MAX_CONCURRENT_RECONCILES overrides --max-concurrent-reconciles; "
-            "DEV_MODE=true gives human-readable logs (JSON otherwise); NAMESPACE (default "
-            "'default') is the operator namespace; BACKEND_NAMESPACE defaults to NAMESPACE; "
-            "AMBIENT_CODE_RUNNER_IMAGE sets the runner image; EVENT_LOOP=asyncio replaces the "
-            "default uvloop. The full list is in the README."
-        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
@@ -106,28 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-concurrent-reconciles",
-        type=parse_positive_int,
-        default=10,
+        type=_flag(parse_positive_int),
+        default=DEFAULT_MAX_CONCURRENT_RECONCILES,
         metavar="N",
-        help="maximum parallel session reconciles (default 10)",
+        help=f"maximum parallel session reconciles (default {DEFAULT_MAX_CONCURRENT_RECONCILES})",
     )
     p.add_argument(
         "--metrics-bind-address",
-        type=parse_bind_address,
+        type=_flag(parse_bind_address),
         default=":8080",
         metavar="ADDR",
         help="address of the Prometheus /metrics endpoint, 0 disables (default :8080)",
     )
     p.add_argument(
         "--health-probe-bind-address",
-        type=parse_bind_address,
+        type=_flag(parse_bind_address),
         default=":8081",
         metavar="ADDR",
         help="address of /healthz and /readyz, 0 disables (default :8081)",
     )
     p.add_argument(
         "--leader-elect",
-        type=parse_bool,
+        type=_flag(parse_bool),
         nargs="?",
         const=True,
         default=False,
@@ -144,11 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--leader-election-namespace",
         default=None,
         metavar="NS",
-        help="namespace of the Lease (default: $NAMESPACE)",
+        help=f"namespace of the Lease (default: $NAMESPACE, else {DEFAULT_NAMESPACE!r})",
     )
     p.add_argument(
         "--legacy-watch",
-        type=parse_bool,
+        type=_flag(parse_bool),
         nargs="?",
         const=True,
         default=False,
@@ -160,28 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--kube-api-qps",
-        type=parse_positive_float,
+        type=_flag(parse_positive_float),
         default=100.0,
         metavar="QPS",
         help="client-side request rate limit (default 100)",
     )
     p.add_argument(
         "--kube-api-burst",
-        type=parse_positive_int,
+        type=_flag(parse_positive_int),
         default=200,
         metavar="N",
         help="client-side request burst (default 200)",
     )
     p.add_argument(
         "--cache-sync-timeout",
-        type=parse_positive_float,
+        type=_flag(parse_duration),
         default=120.0,
         metavar="SECONDS",
         help="how long to wait for informer caches before giving up (default 120)",
     )
     p.add_argument(
         "--graceful-shutdown-timeout",
-        type=parse_positive_float,
+        type=_flag(parse_duration),
         default=30.0,
         metavar="SECONDS",
         help="time in-flight reconciles get to finish on SIGTERM (default 30)",
@@ -194,24 +195,14 @@ def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> Settin
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    def from_env(name: str, parse: Callable[[str], _V], default: _V) -> _V:
-        raw = env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            return parse(raw)
-        except argparse.ArgumentTypeError as exc:
-            parser.error(f"environment variable {name}: {exc}")
-
-    max_conc = from_env(
-        "MAX_CONCURRENT_RECONCILES", parse_positive_int, args.max_concurrent_reconciles
-    )
-    dev_mode = from_env("DEV_MODE", parse_bool, False)
-    event_loop = from_env("EVENT_LOOP", parse_event_loop, "uvloop")
-
     try:
+        max_conc = from_env(
+            env, "MAX_CONCURRENT_RECONCILES", parse_positive_int, args.max_concurrent_reconciles
+        )
+        dev_mode = from_env(env, "DEV_MODE", parse_bool, False)
+        event_loop = from_env(env, "EVENT_LOOP", parse_event_loop, "uvloop")
         sessions = SessionConfig.from_env(env)
-    except ValueError as exc:
+    except ValueError as exc:  # from_env and SessionConfig name the variable first
         parser.error(f"environment variable {exc}")
 
     return Settings(

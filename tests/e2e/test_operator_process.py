@@ -286,16 +286,52 @@ def test_deploy_kustomization_passes_server_side_dry_run(deployed: Cluster) -> N
     assert "deployment.apps/agentic-operator" in r.stdout
 
 
-def _run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+def _run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The operator process with ``args``; ``env`` over the current environment minus KUBECONFIG
+    and the operator's own variables, so the test runner's environment cannot change the result."""
+    ours = ("KUBECONFIG", "MAX_CONCURRENT_RECONCILES", "DEV_MODE", "LANGFUSE_ENABLED")
+    full = {k: v for k, v in os.environ.items() if k not in ours}
+    full.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "agentic_operator", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=full,
         check=False,
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--leader-elect=maybe"], {}, "argument --leader-elect: expected true/false"),
+        (
+            [],
+            {"LANGFUSE_ENABLED": "maybe"},
+            "environment variable LANGFUSE_ENABLED: expected true/false",
+        ),
+        (
+            [],
+            {"MAX_CONCURRENT_RECONCILES": "0"},
+            "environment variable MAX_CONCURRENT_RECONCILES: expected a positive integer",
+        ),
+        (
+            ["--cache-sync-timeout=inf"],
+            {},
+            "argument --cache-sync-timeout: expected a positive number of seconds",
+        ),
+    ],
+)
+def test_a_bad_flag_or_variable_exits_2_naming_it(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    r = _run_cli(*args, env=env)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "usage:" in r.stderr
 
 
 def test_malformed_kubeconfig_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:

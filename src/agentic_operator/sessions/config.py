@@ -2,8 +2,9 @@
 
 Read once from the environment at startup (:meth:`SessionConfig.from_env`) and passed to the
 builders and the reconciler as one immutable value. A bad value is a startup error that names the
-variable, never a surprise in the middle of a reconcile. Every variable is documented in
-``docs/sessions.md``.
+variable, never a surprise in the middle of a reconcile. Booleans and seconds go through the
+parsers the command line flags use (:mod:`agentic_operator.envparse`), so every flag and variable
+accepts the same spellings. Every variable is documented in ``docs/sessions.md``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Final
 
+from agentic_operator.envparse import from_env, parse_bool, parse_positive_seconds
+
 DEFAULT_RUNNER_IMAGE: Final = "quay.io/ambient_code/vteam_claude_runner:latest"
 DEFAULT_RUNNER_ENDPOINT: Final = "http://session-{session}.{namespace}.svc.cluster.local:8001"
 IMAGE_PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
 # Kubernetes resource quantity (suffixes: decimal SI, binary SI, decimal exponent).
 _QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[mkMGTPE]|[eE][+-]?[0-9]+)?$")
 _SECRET_FIELDS = frozenset({"google_oauth_client_secret"})
@@ -151,33 +152,19 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ValueError(f"{name}: expected true/false (or 1/0), got {env[name]!r}")
+    """Unset or blank is false; the spellings are :func:`agentic_operator.envparse.parse_bool`'s."""
+    return from_env(env, name, parse_bool, False)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ValueError(
-            f"{name}: expected a positive integer number of seconds, got {env[name]!r}"
-        )
+    return from_env(env, name, parse_positive_seconds, default)
+
+
+def _parse_quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(f"expected a Kubernetes quantity such as 500m or 2Gi, got {value!r}")
     return value
 
 
 def _quantity(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not _QUANTITY.match(raw):
-        raise ValueError(f"{name}: expected a Kubernetes quantity such as 500m or 2Gi, got {raw!r}")
-    return raw
+    return from_env(env, name, _parse_quantity, default)
