@@ -3,8 +3,9 @@
 Boolean flags work like Go's ``flag`` package: ``--leader-elect`` alone means true, and
 ``--leader-elect=false`` is accepted too. Flags and environment variables share one set of value
 parsers (:mod:`agentic_operator.envparse`), so ``--leader-elect=t`` and ``DEV_MODE=t`` mean the
-same. A bad flag or variable value exits with status 2 and a message naming it, like Go's flag
-package.
+same. Precedence: a flag given on the command line wins over its environment variable, which wins
+over the default (:data:`PRECEDENCE`). A bad flag or variable value exits with status 2 and a
+message naming it, like Go's flag package.
 """
 
 from __future__ import annotations
@@ -32,6 +33,20 @@ from agentic_operator.settings import Settings
 LEASE_NAME = "ambient-code-operator.ambient-code.io"
 DEFAULT_MAX_CONCURRENT_RECONCILES = 10
 DEFAULT_NAMESPACE = SessionConfig().operator_namespace
+
+PRECEDENCE = (
+    # (flag, environment variable, default when neither is set)
+    (
+        "--max-concurrent-reconciles",
+        "MAX_CONCURRENT_RECONCILES",
+        str(DEFAULT_MAX_CONCURRENT_RECONCILES),
+    ),
+    ("--leader-election-namespace", "NAMESPACE", repr(DEFAULT_NAMESPACE)),
+    ("--kubeconfig", "KUBECONFIG", "in-cluster config, then ~/.kube/config"),
+)
+"""Settings that a flag and an environment variable both set: the flag, when given, wins. Only the
+setting is overridden: ``NAMESPACE`` still names the operator namespace for everything else, and
+``KUBECONFIG`` is resolved by :mod:`agentic_operator.kube.config` in this same order."""
 
 EVENT_LOOPS = ("uvloop", "asyncio")
 """``EVENT_LOOP`` values: uvloop (default) costs ~9% less CPU per session than asyncio's own loop
@@ -72,9 +87,15 @@ def _flag(parse: Callable[[str], _V]) -> Callable[[str], _V]:
 
 
 def _epilog() -> str:
-    return """\
+    order = "\n".join(f"  {flag} > ${var} > {default}" for flag, var, default in PRECEDENCE)
+    return f"""\
+precedence: explicit flag > environment variable > default
+{order}
+  A flag given on the command line wins even when its variable is set (a bad
+  MAX_CONCURRENT_RECONCILES is then not looked at). NAMESPACE still names the
+  operator namespace when --leader-election-namespace is given.
+
 environment:
-  MAX_CONCURRENT_RECONCILES   overrides --max-concurrent-reconciles
   DEV_MODE=true               human-readable logs (JSON lines otherwise)
   EVENT_LOOP=asyncio          asyncio's own event loop instead of uvloop
   NAMESPACE                   operator namespace (default 'default')
@@ -108,9 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-concurrent-reconciles",
         type=_flag(parse_positive_int),
-        default=DEFAULT_MAX_CONCURRENT_RECONCILES,
+        default=None,  # None: not given, so $MAX_CONCURRENT_RECONCILES or the default applies
         metavar="N",
-        help=f"maximum parallel session reconciles (default {DEFAULT_MAX_CONCURRENT_RECONCILES})",
+        help=(
+            "maximum parallel session reconciles "
+            f"(default: $MAX_CONCURRENT_RECONCILES, else {DEFAULT_MAX_CONCURRENT_RECONCILES})"
+        ),
     )
     p.add_argument(
         "--metrics-bind-address",
@@ -196,9 +220,15 @@ def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> Settin
     args = parser.parse_args(argv)
 
     try:
-        max_conc = from_env(
-            env, "MAX_CONCURRENT_RECONCILES", parse_positive_int, args.max_concurrent_reconciles
-        )
+        # Explicit flag > environment variable > default (see PRECEDENCE).
+        max_conc: int = args.max_concurrent_reconciles
+        if max_conc is None:
+            max_conc = from_env(
+                env,
+                "MAX_CONCURRENT_RECONCILES",
+                parse_positive_int,
+                DEFAULT_MAX_CONCURRENT_RECONCILES,
+            )
         dev_mode = from_env(env, "DEV_MODE", parse_bool, False)
         event_loop = from_env(env, "EVENT_LOOP", parse_event_loop, "uvloop")
         sessions = SessionConfig.from_env(env)

@@ -304,6 +304,27 @@ def _run_cli(
     )
 
 
+def _unreachable_kubeconfig(tmp_path: Path) -> Path:
+    """A valid kubeconfig for an API server that is not there: the process gets past start-up."""
+    path = tmp_path / "kubeconfig"
+    cluster = {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "nowhere", "cluster": cluster}],
+                "users": [{"name": "nobody", "user": {"token": "not-a-token"}}],
+                "contexts": [
+                    {"name": "nowhere", "context": {"cluster": "nowhere", "user": "nobody"}}
+                ],
+                "current-context": "nowhere",
+            }
+        )
+    )
+    return path
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
@@ -332,6 +353,35 @@ def test_a_bad_flag_or_variable_exits_2_naming_it(
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
     assert "usage:" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ([], {}, 10),
+        ([], {"MAX_CONCURRENT_RECONCILES": "3"}, 3),
+        (["--max-concurrent-reconciles=5"], {"MAX_CONCURRENT_RECONCILES": "3"}, 5),
+    ],
+)
+def test_explicit_flag_beats_environment_beats_default(
+    tmp_path: Path, args: list[str], env: dict[str, str], expected: int
+) -> None:
+    # LANGFUSE_ENABLED=t and DEV_MODE=f: one boolean vocabulary for every variable.
+    r = _run_cli(
+        "--kubeconfig",
+        str(_unreachable_kubeconfig(tmp_path)),
+        "--metrics-bind-address=0",
+        "--health-probe-bind-address=0",
+        "--cache-sync-timeout=1",
+        *args,
+        env={**env, "LANGFUSE_ENABLED": "t", "DEV_MODE": "f"},
+    )
+    assert r.returncode == 1, r.stderr
+    started = [
+        json.loads(line) for line in r.stderr.splitlines() if "starting agentic-operator" in line
+    ]
+    assert len(started) == 1, r.stderr
+    assert started[0]["max_concurrent_reconciles"] == expected
 
 
 def test_malformed_kubeconfig_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:

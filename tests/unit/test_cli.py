@@ -6,7 +6,7 @@ from operator import attrgetter
 
 import pytest
 
-from agentic_operator.cli import LEASE_NAME, parse_settings
+from agentic_operator.cli import LEASE_NAME, PRECEDENCE, parse_settings
 from agentic_operator.settings import Settings
 from tests.unit.test_config_values import (
     BOOL_ACCEPTED,
@@ -88,19 +88,10 @@ def test_defaults_match_the_readme() -> None:
             "health_probe_bind_address",
             "127.0.0.1:9999",
         ),
-        (
-            ["--max-concurrent-reconciles=20"],
-            {"MAX_CONCURRENT_RECONCILES": "3"},
-            "max_concurrent_reconciles",
-            3,
-        ),
-        ([], {"MAX_CONCURRENT_RECONCILES": " "}, "max_concurrent_reconciles", 10),
         ([], {"DEV_MODE": "true"}, "dev_mode", True),
         ([], {}, "event_loop", "uvloop"),
         ([], {"EVENT_LOOP": "asyncio"}, "event_loop", "asyncio"),
         ([], {"EVENT_LOOP": " UVLoop "}, "event_loop", "uvloop"),
-        ([], {"NAMESPACE": "ambient-code"}, "leader_election_namespace", "ambient-code"),
-        (["--leader-election-namespace=x"], {"NAMESPACE": "y"}, "leader_election_namespace", "x"),
         (["--kubeconfig", "/tmp/kc"], {}, "kubeconfig", "/tmp/kc"),
     ],
 )
@@ -225,3 +216,78 @@ def test_number_spellings(flag: str, value: str, expected: float) -> None:
 def test_number_refused(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     err = refused([f"{flag}={value}"], {}, capsys)
     assert f"argument {flag}: expected a positive number" in err
+
+
+# --- precedence: explicit flag > environment variable > default --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "path", "expected"),
+    [
+        ([], {}, "max_concurrent_reconciles", 10),
+        ([], {"MAX_CONCURRENT_RECONCILES": " "}, "max_concurrent_reconciles", 10),
+        ([], {"MAX_CONCURRENT_RECONCILES": "3"}, "max_concurrent_reconciles", 3),
+        (["--max-concurrent-reconciles=20"], {}, "max_concurrent_reconciles", 20),
+        (
+            ["--max-concurrent-reconciles=20"],
+            {"MAX_CONCURRENT_RECONCILES": "3"},
+            "max_concurrent_reconciles",
+            20,
+        ),
+        (
+            ["--max-concurrent-reconciles", "10"],  # the default value, given explicitly
+            {"MAX_CONCURRENT_RECONCILES": "3"},
+            "max_concurrent_reconciles",
+            10,
+        ),
+        (
+            ["--max-concurrent-reconciles=20"],  # the overridden variable is not read
+            {"MAX_CONCURRENT_RECONCILES": "bogus"},
+            "max_concurrent_reconciles",
+            20,
+        ),
+        ([], {}, "leader_election_namespace", "default"),
+        ([], {"NAMESPACE": "ambient-code"}, "leader_election_namespace", "ambient-code"),
+        (["--leader-election-namespace=x"], {}, "leader_election_namespace", "x"),
+        (["--leader-election-namespace=x"], {"NAMESPACE": "y"}, "leader_election_namespace", "x"),
+        # Only the Lease namespace is overridden: NAMESPACE still names the operator namespace.
+        (["--leader-election-namespace=x"], {"NAMESPACE": "y"}, "sessions.operator_namespace", "y"),
+    ],
+)
+def test_explicit_flag_beats_environment_beats_default(
+    argv: list[str], env: dict[str, str], path: str, expected: object
+) -> None:
+    assert field(parse_settings(argv, env), path) == expected
+
+
+def test_a_bad_flag_is_refused_even_with_a_good_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = refused(["--max-concurrent-reconciles=0"], {"MAX_CONCURRENT_RECONCILES": "3"}, capsys)
+    assert "argument --max-concurrent-reconciles" in err
+
+
+def test_help_documents_the_precedence(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_settings(["--help"], {})
+    out = capsys.readouterr().out
+    assert "explicit flag > environment variable > default" in out
+    for flag, variable, default in PRECEDENCE:
+        assert f"{flag} > ${variable} > {default}" in out
+    assert "--max-concurrent-reconciles > $MAX_CONCURRENT_RECONCILES > 10" in out
+
+
+def test_help_lists_every_readme_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_settings(["--help"], {})
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--max-concurrent-reconciles",
+        "--metrics-bind-address",
+        "--health-probe-bind-address",
+        "--leader-elect",
+        "--legacy-watch",
+        "--kubeconfig",
+    ):
+        assert flag in out
