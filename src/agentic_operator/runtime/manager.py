@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Protocol
 
 from agentic_operator.runtime.health import HttpEndpoints, ProbeChecks
@@ -67,7 +67,6 @@ class Manager:
         self.elector = elector
         self.informers: list[InformerLike] = []
         self.runnables: list[Runnable] = []
-        self.on_started: list[Callable[[], Awaitable[None]]] = []
         self.stop_event = asyncio.Event()
         self.checks.readyz["informers-synced"] = self.caches_synced
 
@@ -119,8 +118,6 @@ class Manager:
                 asyncio.create_task(r.run(), name=f"runnable:{type(r).__name__}")
                 for r in self.runnables
             ]
-            for hook in self.on_started:
-                await hook()
             code = await self._supervise(informer_tasks, worker_tasks, hold_task)
             return code
         finally:
