@@ -5,7 +5,7 @@ A managed project namespace holds one ProjectSettings object named ``projectsett
 (``ambient-project-admin|edit|view``) through a RoleBinding in that namespace. This module decides
 *what* should exist and *what to change*; the reconciler performs the API calls.
 
-Differences from the upstream operator (spec section 4.2), on purpose:
+Differences from the upstream operator's handling of ``groupAccess``, on purpose:
 
 * Unknown roles are reported (see :func:`invalid_entries`) instead of silently becoming ``view``:
   a typo such as ``adimn`` should be visible, not quietly grant less than intended.

@@ -1,9 +1,9 @@
 """Probe and metrics HTTP endpoints (aiohttp).
 
 ``/healthz`` answers while the event loop runs; ``/readyz`` only once every registered readiness
-check passes (the manager registers "informer caches synced"). Both return a short plain-text body
-naming the failing check, like controller-runtime's healthz handler. ``/metrics`` serves the
-runtime registry in the Prometheus text format.
+check passes (the manager registers ``informers-synced``: every informer cache has synced). Both
+return a short plain-text body naming the failing check, like controller-runtime's healthz
+handler. ``/metrics`` serves the operator's registry in the Prometheus text format.
 """
 
 from __future__ import annotations

@@ -38,9 +38,11 @@ class Upsert(NamedTuple):
 
     existed: bool
     changed: bool
-    """False when the stored object had the same resourceVersion (CompactStore: same content)."""
+    """False when the stored object had the same resourceVersion (CompactStore: the same non-empty
+    one; bytes are not compared)."""
     old: Obj | None
-    """The replaced object, when it existed, changed and ``need_old`` was set."""
+    """The replaced object, when it existed and changed (CompactStore decodes it only when
+    ``need_old`` is set)."""
 
 
 def _rv(obj: Obj) -> object:
