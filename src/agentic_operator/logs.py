@@ -4,10 +4,43 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+_RECONCILE: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("reconcile", default=())
+
+
+@contextmanager
+def reconcile_context(controller: str, key: str) -> Iterator[str]:
+    """Tag every log line written while the block runs (in this task, and in tasks it starts)
+    with ``controller``, ``key`` and a fresh ``reconcile_id``, which it yields; controller-runtime
+    gives each reconcile's logger the same three values."""
+    reconcile_id = uuid.uuid4().hex
+    token = _RECONCILE.set(
+        (("controller", controller), ("key", key), ("reconcile_id", reconcile_id))
+    )
+    try:
+        yield reconcile_id
+    finally:
+        _RECONCILE.reset(token)
+
+
+class ReconcileContextFilter(logging.Filter):
+    """Adds the fields of :func:`reconcile_context` to records logged inside one (a field the
+    call passed through ``extra=`` itself is left as it is)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _RECONCILE.get():
+            if name not in record.__dict__:
+                setattr(record, name, value)
+        return True
+
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is emitted.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -50,6 +83,7 @@ class DevFormatter(logging.Formatter):
 def setup_logging(*, dev_mode: bool, level: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(DevFormatter() if dev_mode else JsonFormatter())
+    handler.addFilter(ReconcileContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level is not None else (logging.DEBUG if dev_mode else logging.INFO))

@@ -13,6 +13,9 @@ from agentic_operator.kube.resources import Obj
 from agentic_operator.sessions import model
 from agentic_operator.sessions.builders import (
     build_job,
+)
+from agentic_operator.sessions.config import SessionConfig
+from agentic_operator.sessions.objects import (
     build_oauth_placeholder_secret,
     build_runner_role,
     build_runner_role_binding,
@@ -21,7 +24,6 @@ from agentic_operator.sessions.builders import (
     build_token_secret,
     build_workspace_pvc,
 )
-from agentic_operator.sessions.config import SessionConfig
 
 CFG = SessionConfig(runner_image="reg/runner:7", backend_namespace="backend")
 VERTEX = SessionConfig(

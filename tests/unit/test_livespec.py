@@ -10,6 +10,7 @@ from agentic_operator.kube.resources import Obj
 from agentic_operator.sessions import livespec
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.livespec import Repo, Workflow
+from agentic_operator.sessions.runner import RunnerClient
 
 
 def session(spec: Obj | None = None, status: Obj | None = None) -> Obj:
@@ -180,9 +181,9 @@ def test_baseline_workflow(status: Obj, job_obj: Obj | None, expected: Workflow 
 
 
 def test_runner_endpoint_template() -> None:
-    client = livespec.RunnerClient(SessionConfig().runner_endpoint)
+    client = RunnerClient(SessionConfig().runner_endpoint)
     assert client.base_url("team-a", "s1") == "http://session-s1.team-a.svc.cluster.local:8001"
-    assert livespec.RunnerClient("http://127.0.0.1:9/{namespace}/{session}/").base_url(
+    assert RunnerClient("http://127.0.0.1:9/{namespace}/{session}/").base_url(
         "ns", "s"
     ) == ("http://127.0.0.1:9/ns/s")
 

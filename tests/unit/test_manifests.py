@@ -230,7 +230,7 @@ def test_no_wildcards_or_escalation_verbs(path: Path, obj: Obj) -> None:
 
 def test_operator_holds_every_permission_of_the_runner_role() -> None:
     # The API server refuses to create a Role granting anything its creator does not hold.
-    from agentic_operator.sessions.builders import build_runner_role
+    from agentic_operator.sessions.objects import build_runner_role
 
     session = {
         "apiVersion": "vteam.ambient-code/v1alpha1",

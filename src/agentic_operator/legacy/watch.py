@@ -18,6 +18,7 @@ from typing import Protocol
 from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.resources import AGENTIC_SESSIONS, Obj, object_key
+from agentic_operator.logs import reconcile_context
 from agentic_operator.runtime.controller import Result
 from agentic_operator.sessions.model import TERMINAL_PHASES
 
@@ -73,10 +74,11 @@ class LegacyWatchLoop:
     async def _run_one(self, key: str) -> None:
         async with self._lock:
             self.reconciles += 1
-            try:
-                await self.reconcile(key)
-            except Exception:
-                log.exception("legacy reconcile failed", extra={"session": key})
+            with reconcile_context("legacy-watch", key):
+                try:
+                    await self.reconcile(key)
+                except Exception:
+                    log.exception("legacy reconcile failed")
 
     async def _watch_loop(self) -> None:
         while True:

@@ -14,9 +14,12 @@ raises any other ``Exception``  ``add_rate_limited`` (per-key backoff)     ``err
 ``Result()`` or ``None``        ``forget``                                 ``success``
 ==============================  =========================================  ===================
 
-A worker never dies of a reconcile's exception: it is logged with its traceback, counted, and the
-key is retried. Every key handed out is marked ``done`` whatever happens, so the queue's per-key
-exclusivity always ends.
+A worker never dies of a reconcile's exception: it is counted and the key is retried. An error of
+the API client (an answer of the API server, or a transport failure) is expected and logged as one
+WARNING line with the next retry's delay; any other exception is a bug and is logged with its
+traceback. Every line logged during a reconcile carries the controller, the key and a reconcile
+id (:func:`agentic_operator.logs.reconcile_context`). Every key handed out is marked ``done``
+whatever happens, so the queue's per-key exclusivity always ends.
 
 Event wiring is kept free of any informer: :meth:`Controller.watch` takes any *source* with
 ``add_handler(on_add, on_update, on_delete)``, a *mapper* from an object to keys
@@ -32,7 +35,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agentic_operator.clock import Clock, RealClock
+from agentic_operator.kube.errors import KubeError
 from agentic_operator.kube.resources import Obj, object_key
+from agentic_operator.logs import reconcile_context
 from agentic_operator.ratelimit import RateLimiter, default_controller_rate_limiter
 from agentic_operator.runtime import metrics as m
 from agentic_operator.runtime.workqueue import RateLimitingQueue, ShutDown
@@ -348,7 +353,8 @@ class Controller:
             except ShutDown:
                 return
             try:
-                await self._process(key)
+                with reconcile_context(self.name, key):
+                    await self._process(key)
             except Exception:
                 # _process handles every reconcile outcome; this only guards the worker itself.
                 self._log.exception("controller %s: internal error handling %s", self.name, key)
@@ -372,8 +378,18 @@ class Controller:
                 cm.error(panic=False)
             return
         except Exception as exc:
-            self.queue.add_rate_limited(key)
-            self._log.exception("controller %s: error reconciling %s; will retry", self.name, key)
+            delay = self.queue.add_rate_limited(key)
+            if isinstance(exc, KubeError):
+                self._log.warning(
+                    "reconcile failed, retrying in %.3gs: %s",
+                    delay,
+                    exc,
+                    extra={"error": type(exc).__name__, "retry_in": round(delay, 3)},
+                )
+            else:
+                self._log.exception(
+                    "controller %s: error reconciling %s; will retry", self.name, key
+                )
             if cm is not None:
                 cm.error(panic=isinstance(exc, PANIC_TYPES))
             return

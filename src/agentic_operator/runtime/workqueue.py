@@ -115,13 +115,16 @@ class RateLimitingQueue:
         if due < self._timer_deadline:
             self._arm_timer(due)
 
-    def add_rate_limited(self, key: str) -> None:
-        """Add ``key`` after the delay the rate limiter asks for (and count the retry)."""
+    def add_rate_limited(self, key: str) -> float:
+        """Add ``key`` after the delay the rate limiter asks for (and count the retry); returns
+        that delay (0 when the queue is shutting down and nothing was added)."""
         if self._shutting_down:
-            return
+            return 0.0
         if self._metrics is not None:
             self._metrics.retry()
-        self.add_after(key, self._limiter.when(key))
+        delay = self._limiter.when(key)
+        self.add_after(key, delay)
+        return delay
 
     def forget(self, key: str) -> None:
         """The key succeeded: reset its rate-limiter history (not its queued state)."""

@@ -1,4 +1,4 @@
-"""Builders of every object a session owns: runner Job, AG-UI Service, runner identity, PVC.
+"""The runner Job and its environment (the other objects a run owns: :mod:`.objects`).
 
 Pure functions from (session, config) to plain dicts. Names are deterministic (see ``model``) and
 every object carries a controller ownerReference to the session, so deleting the session garbage
@@ -7,9 +7,7 @@ collects all of it, and an AlreadyExists on create can be checked against the ow
 
 from __future__ import annotations
 
-import base64
 import json
-from datetime import datetime
 from typing import Any, Final
 
 from agentic_operator.kube.resources import Obj
@@ -19,36 +17,24 @@ from agentic_operator.sessions.model import (
     AGUI_PORT_NAME,
     ANN_PARENT_SESSION,
     ANN_RUN,
-    ANN_TOKEN_REFRESHED_AT,
     GOOGLE_MCP_CREDENTIALS_DIR,
-    GROUP,
     INTEGRATION_SECRETS,
     LABEL_APP,
     LABEL_SESSION,
     LANGFUSE_SECRET,
     OAUTH_CLIENT_SECRET_KEY,
     OAUTH_MOUNT,
-    OAUTH_SECRET_KEY,
     RUNNER_APP,
     RUNNER_CONTAINER,
-    RUNNER_SA_APP,
     RUNNER_SECRETS,
-    SERVICE_APP,
-    TOKEN_SECRET_APP,
     TOKEN_SECRET_KEY,
     VERTEX_SECRET,
-    WORKSPACE_APP,
+    child_metadata,
     job_name,
     oauth_secret_name,
-    owner_reference,
     pvc_name,
-    runner_role_name,
-    runner_rolebinding_name,
-    runner_sa_name,
-    service_name,
     token_secret_name,
 )
-from agentic_operator.sessions.status import now_rfc3339
 
 WORKSPACE_PATH: Final = "/workspace"
 ARTIFACTS_DIR: Final = "artifacts"
@@ -88,15 +74,6 @@ def parent_session_id(session: Obj) -> str:
     env = (session.get("spec") or {}).get("environmentVariables") or {}
     value = env.get("PARENT_SESSION_ID") if isinstance(env, dict) else None
     return value if isinstance(value, str) else ""
-
-
-def _meta(session: Obj, name: str, labels: dict[str, str]) -> Obj:
-    return {
-        "name": name,
-        "namespace": session["metadata"]["namespace"],
-        "labels": labels,
-        "ownerReferences": [owner_reference(session)],
-    }
 
 
 def _plain(name: str, value: str) -> Obj:
@@ -276,7 +253,7 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
         },
         "volumeMounts": mounts,
     }
-    meta = _meta(session, job_name(name), dict(labels))
+    meta = child_metadata(session, job_name(name), dict(labels))
     meta["annotations"] = dict(annotations)
     job: Obj = {
         "apiVersion": "batch/v1",
@@ -304,131 +281,6 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
         },
     }
     return job, skipped
-
-
-def build_service(session: Obj) -> Obj:
-    """AG-UI Service ``session-<s>``; selects by session labels so it serves every run's pod."""
-    name = str(session["metadata"]["name"])
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(
-            session, service_name(name), {LABEL_APP: SERVICE_APP, LABEL_SESSION: name}
-        ),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": runner_labels(name),
-            "ports": [
-                {
-                    "name": AGUI_PORT_NAME,
-                    "port": AGUI_PORT,
-                    "targetPort": AGUI_PORT_NAME,
-                    "protocol": "TCP",
-                }
-            ],
-        },
-    }
-
-
-def build_runner_service_account(session: Obj) -> Obj:
-    name = str(session["metadata"]["name"])
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _meta(session, runner_sa_name(name), {LABEL_APP: RUNNER_SA_APP}),
-        "automountServiceAccountToken": False,
-    }
-
-
-def build_runner_role(session: Obj) -> Obj:
-    """What the runner may do with its token: read/update sessions, check its own access."""
-    name = str(session["metadata"]["name"])
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": _meta(session, runner_role_name(name), {LABEL_APP: RUNNER_SA_APP}),
-        "rules": [
-            {
-                "apiGroups": [GROUP],
-                "resources": ["agenticsessions"],
-                "verbs": ["get", "list", "watch", "update", "patch"],
-            },
-            {
-                "apiGroups": ["authorization.k8s.io"],
-                "resources": ["selfsubjectaccessreviews"],
-                "verbs": ["create"],
-            },
-        ],
-    }
-
-
-def build_runner_role_binding(session: Obj) -> Obj:
-    meta = session["metadata"]
-    name = str(meta["name"])
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": _meta(session, runner_rolebinding_name(name), {LABEL_APP: RUNNER_SA_APP}),
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "Role",
-            "name": runner_role_name(name),
-        },
-        "subjects": [
-            {"kind": "ServiceAccount", "name": runner_sa_name(name), "namespace": meta["namespace"]}
-        ],
-    }
-
-
-def build_token_secret(
-    session: Obj, token: str, now: datetime, *, google_oauth_client_secret: str = ""
-) -> Obj:
-    """The runner token Secret (``k8s-token``), stamped with when it was minted for refresh.
-
-    With ``google_oauth_client_secret`` it also carries that value
-    (``google-oauth-client-secret``), which the runner gets as ``GOOGLE_OAUTH_CLIENT_SECRET``.
-    """
-    meta = _meta(session, token_secret_name(session), {LABEL_APP: TOKEN_SECRET_APP})
-    meta["annotations"] = {ANN_TOKEN_REFRESHED_AT: now_rfc3339(now)}
-    data = {TOKEN_SECRET_KEY: _b64(token)}
-    if google_oauth_client_secret:
-        data[OAUTH_CLIENT_SECRET_KEY] = _b64(google_oauth_client_secret)
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": data}
-
-
-def _b64(value: str) -> str:
-    return base64.b64encode(value.encode()).decode("ascii")
-
-
-def build_oauth_placeholder_secret(session: Obj) -> Obj:
-    """The empty Google OAuth credentials Secret (``credentials.json``) the runner mounts and the
-    backend fills in after the user's consent; created only when absent, never overwritten."""
-    name = str(session["metadata"]["name"])
-    labels = {
-        LABEL_APP: SERVICE_APP,
-        "ambient-code.io/session": name,
-        "ambient-code.io/provider": "google",
-        "ambient-code.io/oauth": "placeholder",
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": _meta(session, oauth_secret_name(name), labels),
-        "data": {OAUTH_SECRET_KEY: ""},
-    }
-
-
-def build_workspace_pvc(session: Obj, cfg: SessionConfig | None = None) -> Obj:
-    """Per-session workspace PVC (when ``RUNNER_WORKSPACE_PVC`` is on); kept across restarts."""
-    name = str(session["metadata"]["name"])
-    size = (cfg or SessionConfig()).workspace_pvc_size
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": _meta(session, pvc_name(name), {LABEL_APP: WORKSPACE_APP, LABEL_SESSION: name}),
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
-    }
 
 
 def _number(value: Any, default: float) -> float:

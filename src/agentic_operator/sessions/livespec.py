@@ -1,32 +1,39 @@
 """Spec changes while a runner is running: repositories and workflow pushed to the runner.
 
-Upstream (spec §2.14): when a Running session's ``spec.repos`` or ``spec.activeWorkflow`` change,
-the operator tells the runner over its HTTP API (``POST /repos/add``, ``/repos/remove``,
+As upstream does, when a Running session's ``spec.repos`` or ``spec.activeWorkflow`` change, the
+operator tells the runner over its HTTP API (``POST /repos/add``, ``/repos/remove``,
 ``/workflow`` on the AG-UI Service, port 8001) and records what it applied in
 ``status.reconciledRepos`` / ``status.reconciledWorkflow``.
 
 The runner got its repositories and workflow at start from the Job's environment (``REPOS_JSON``,
 ``ACTIVE_WORKFLOW_*``), so until the operator has recorded anything, that environment is the
 baseline to diff against: a first change only sends what changed, never the whole list again.
-This module is the pure part: baselines, diffs and the status entries; the reconciler makes the
-calls (:class:`RunnerClient`).
+Everything here is pure (phase-table row A6): baselines, diffs, the calls to make, and the status
+that records their outcome; the executor makes the calls (:class:`.runner.RunnerClient`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import aiohttp
-
 from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions import model
 from agentic_operator.sessions.model import RUNNER_CONTAINER
+from agentic_operator.sessions.observe import Observation
+from agentic_operator.sessions.plan import (
+    CallRunner,
+    Event,
+    Plan,
+    RunnerCall,
+    StatusEdit,
+    WriteStatus,
+)
+from agentic_operator.sessions.status import now_rfc3339
 
-log = logging.getLogger(__name__)
-
-RUNNER_CALL_TIMEOUT = 10.0
-"""Seconds per call to the runner (upstream's value)."""
+SPEC_RETRY = 30.0
+"""Seconds before a spec change the runner did not take (repos, workflow) is tried again."""
 
 READY = "Ready"
 FAILED = "Failed"
@@ -141,35 +148,156 @@ def baseline_workflow(session: Obj, job: Obj | None) -> Workflow | None:
     )
 
 
-class RunnerCallError(Exception):
-    """A call to the runner failed (transport error or a non-2xx answer)."""
+# --- row A6: push the change, record what the runner took ----------------------------------------
 
 
-class RunnerClient:
-    """POSTs JSON to a session's runner at ``endpoint`` ({session} and {namespace} filled in)."""
+def push(obs: Observation, row: str, job: Obj | None) -> Plan:
+    """The runner calls for a spec change of a Running session; the status follows their outcome.
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self._http: aiohttp.ClientSession | None = None
+    One status write records what was applied (``reconciledRepos``, ``reconciledWorkflow``, their
+    conditions) and, when everything went through, ``observedGeneration`` and ``Reconciled=True``.
+    A failed call leaves ``Reconciled=False`` and is tried again after :data:`SPEC_RETRY` (a failed
+    repo stays in ``reconciledRepos`` as Failed until it goes through), or at once when the spec
+    changes again.
+    """
+    desired = desired_repos(obs.session)
+    to_add, to_remove = repo_changes(baseline_repos(obs.session, job), desired)
+    want = desired_workflow(obs.session)
+    push_workflow = want is not None and want != baseline_workflow(obs.session, job)
+    calls = [
+        *(
+            RunnerCall("/repos/add", {"url": r.url, "branch": r.branch, "name": r.name}, r.url)
+            for r in to_add
+        ),
+        *(RunnerCall("/repos/remove", {"name": r.name}, r.url) for r in to_remove),
+    ]
+    if want is not None and push_workflow:
+        body = {"gitUrl": want.git_url, "branch": want.branch, "path": want.path}
+        calls.append(RunnerCall("/workflow", body, "workflow"))
 
-    def base_url(self, namespace: str, session: str) -> str:
-        return self.endpoint.format(session=session, namespace=namespace).rstrip("/")
+    def record(errors: Sequence[str | None]) -> Plan:
+        return _recorded(
+            obs, row, desired, to_add, to_remove, want, tuple(zip(calls, errors, strict=True))
+        )
 
-    async def post(self, namespace: str, session: str, path: str, body: Obj) -> None:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=RUNNER_CALL_TIMEOUT)
-            )
-        url = self.base_url(namespace, session) + path
-        try:
-            async with self._http.post(url, json=body) as response:
-                if response.status >= 300:
-                    text = (await response.text())[:200]
-                    raise RunnerCallError(f"POST {path}: HTTP {response.status} {text}".strip())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RunnerCallError(f"POST {path}: {type(exc).__name__}: {exc}") from exc
+    return Plan(row, (CallRunner(tuple(calls), record),))
 
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+
+def _recorded(
+    obs: Observation,
+    row: str,
+    desired: list[Repo],
+    to_add: list[Repo],
+    to_remove: list[Repo],
+    want: Workflow | None,
+    outcome: tuple[tuple[RunnerCall, str | None], ...],
+) -> Plan:
+    st = StatusEdit(obs.session, obs.now)
+    now = now_rfc3339(obs.now)
+    failed = {c.label for c, err in outcome if err is not None and c.path != "/workflow"}
+    problems = [_problem(c, err) for c, err in outcome if err is not None]
+    pushed = [_pushed(c) for c, err in outcome if err is None]
+
+    previous = {
+        e.get("url"): e
+        for e in st.old.get("reconciledRepos") or ()
+        if isinstance(e, dict) and e.get("url")
+    }
+    added = {r.url for r in to_add}
+    entries: list[Obj] = []
+    for repo in [*desired, *(r for r in to_remove if r.url in failed)]:
+        entry: Obj = {"url": repo.url, "branch": repo.branch, "name": repo.name}
+        entry["status"] = FAILED if repo.url in failed else READY
+        cloned = now if repo.url in added else previous.get(repo.url, {}).get("clonedAt")
+        if cloned and entry["status"] == READY:
+            entry["clonedAt"] = cloned
+        entries.append(entry)
+    # An empty list, not a deleted field: without it the Job's REPOS_JSON would be the baseline
+    # again, and repos removed since would be "removed" once more.
+    st.set(reconciledRepos=entries)
+    if not failed:
+        reason = model.REASON_RECONCILED if desired else model.REASON_NO_REPOS
+        message = f"{len(desired)} repositories applied" if desired else "No repositories"
+        st.condition(model.COND_REPOS_RECONCILED, model.COND_TRUE, reason, message)
+    else:
+        repo_problems = [_problem(c, e) for c, e in outcome if e and c.path != "/workflow"]
+        st.condition(
+            model.COND_REPOS_RECONCILED,
+            model.COND_FALSE,
+            model.REASON_UPDATE_FAILED,
+            "; ".join(repo_problems),
+        )
+    workflow_error = next((e for c, e in outcome if c.path == "/workflow"), None)
+    _record_workflow(st, want, outcome, workflow_error, now)
+
+    if not problems:
+        st.set(observedGeneration=(obs.session.get("metadata") or {}).get("generation"))
+        st.condition(
+            model.COND_RECONCILED,
+            model.COND_TRUE,
+            model.REASON_SPEC_APPLIED,
+            "Spec applied to the running session",
+        )
+    else:
+        reason = (
+            model.REASON_REPO_RECONCILIATION_FAILED
+            if failed
+            else model.REASON_WORKFLOW_RECONCILIATION_FAILED
+        )
+        st.condition(model.COND_RECONCILED, model.COND_FALSE, reason, "; ".join(problems))
+    events: list[Event] = []
+    if pushed:
+        events.append(Event("Normal", model.REASON_SPEC_APPLIED, "Runner: " + ", ".join(pushed)))
+    if problems:
+        events.append(Event("Warning", model.REASON_UPDATE_FAILED, "; ".join(problems)))
+    write = WriteStatus(st.new) if st.changed else None
+    return Plan(
+        row,
+        (write,) if write is not None else (),
+        effects=tuple(events),
+        requeue_after=SPEC_RETRY if problems else None,
+    )
+
+
+def _record_workflow(
+    st: StatusEdit,
+    want: Workflow | None,
+    outcome: tuple[tuple[RunnerCall, str | None], ...],
+    error: str | None,
+    now: str,
+) -> None:
+    if want is None:
+        st.set(reconciledWorkflow=None)
+        st.condition(
+            model.COND_WORKFLOW_RECONCILED,
+            model.COND_TRUE,
+            model.REASON_NOT_CONFIGURED,
+            "No workflow",
+        )
+        return
+    active = f"Workflow {want.git_url}@{want.branch} active"
+    if error is not None:
+        st.condition(
+            model.COND_WORKFLOW_RECONCILED, model.COND_FALSE, model.REASON_UPDATE_FAILED, error
+        )
+        return
+    if any(c.path == "/workflow" for c, _ in outcome):
+        body = {"gitUrl": want.git_url, "branch": want.branch, "path": want.path}
+        st.set(reconciledWorkflow={**body, "status": ACTIVE, "appliedAt": now})
+    st.condition(model.COND_WORKFLOW_RECONCILED, model.COND_TRUE, model.REASON_RECONCILED, active)
+
+
+def _pushed(call: RunnerCall) -> str:
+    if call.path == "/repos/add":
+        return f"added {call.body['name']}"
+    if call.path == "/repos/remove":
+        return f"removed {call.body['name']}"
+    return f"workflow {call.body['gitUrl']}@{call.body['branch']}"
+
+
+def _problem(call: RunnerCall, error: str | None) -> str:
+    if call.path == "/repos/add":
+        return f"adding {call.label}: {error}"
+    if call.path == "/repos/remove":
+        return f"removing {call.label}: {error}"
+    return f"workflow {call.body['gitUrl']}: {error}"

@@ -37,6 +37,8 @@ ANN_CREATED_BY: Final = "ambient-code.io/created-by"
 ANN_RUN: Final = "ambient-code.io/run"
 """On the Job and its pod template: the run number (``status.run``) the Job belongs to."""
 ANN_TOKEN_REFRESHED_AT: Final = "ambient-code.io/token-refreshed-at"
+ANN_TOKEN_EXPIRES_AT: Final = "ambient-code.io/token-expires-at"
+"""On the token Secret: when its token expires (the TokenRequest's answer)."""
 
 # --- Labels --------------------------------------------------------------------------------------
 LABEL_MANAGED: Final = "ambient-code.io/managed"
@@ -240,6 +242,17 @@ def owner_reference(session: Obj) -> Obj:
         "uid": meta["uid"],
         "controller": True,
         "blockOwnerDeletion": False,
+    }
+
+
+def child_metadata(session: Obj, name: str, labels: dict[str, str]) -> Obj:
+    """Metadata of an object the session owns: its namespace, ``labels``, the controller
+    ownerReference."""
+    return {
+        "name": name,
+        "namespace": session["metadata"]["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(session)],
     }
 
 

@@ -56,6 +56,16 @@ def parse_rfc3339(s: str) -> datetime:
     return dt.astimezone(UTC)
 
 
+def parse_time(value: Any) -> datetime | None:
+    """Like :func:`parse_rfc3339` for a value read from an object: None for anything unusable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        return None
+
+
 # --- conditions ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,78 @@
+"""The project controller's wiring, registered with a manager in one call: its informers, the
+events that wake a namespace, and the reconciler.
+
+A managed namespace is reconciled when it becomes managed, when its ``projectsettings`` changes
+spec or is replaced (new UID), and when one of its managed RoleBindings changes.
+"""
+
+from __future__ import annotations
+
+from agentic_operator.clock import Clock
+from agentic_operator.kube.client import ApiClient
+from agentic_operator.kube.resources import PROJECT_SETTINGS, ROLE_BINDINGS, Obj
+from agentic_operator.projects import bindings
+from agentic_operator.projects.reconciler import ProjectReconciler
+from agentic_operator.runtime.controller import Controller, Predicate
+from agentic_operator.runtime.events import EventRecorder
+from agentic_operator.runtime.informer import Informer
+from agentic_operator.runtime.manager import Manager
+from agentic_operator.sessions import model
+from agentic_operator.sessions.setup import namespace_became_managed
+
+PROJECT_CONTROLLER = "project-controller"
+MANAGED_SELECTOR = f"{model.LABEL_MANAGED}=true"
+
+
+def setup_with_manager(
+    mgr: Manager,
+    client: ApiClient,
+    recorder: EventRecorder,
+    namespaces: Informer,
+    *,
+    clock: Clock,
+) -> Controller:
+    """Add the ProjectSettings and managed-RoleBinding informers and the controller to ``mgr``;
+    ``namespaces`` (managed namespaces) is shared with the session controller."""
+    settings = Informer(client, PROJECT_SETTINGS, name="projectsettings")
+    role_bindings = Informer(
+        client, ROLE_BINDINGS, label_selector=MANAGED_SELECTOR, name="rolebindings"
+    )
+    mgr.add_informer(settings)
+    mgr.add_informer(role_bindings)
+    reconciler = ProjectReconciler(
+        client,
+        namespaces=namespaces.store,
+        settings=settings.store,
+        bindings_in=role_bindings.store.by_namespace,
+        recorder=recorder,
+        clock=clock,
+    )
+    ctrl = Controller(
+        PROJECT_CONTROLLER, reconciler.reconcile, max_concurrent_reconciles=2, clock=clock
+    )
+    ctrl.watch(
+        namespaces,
+        lambda ns: [str(ns["metadata"]["name"])],
+        Predicate(update=namespace_became_managed, delete=lambda _o: False),
+    )
+    ctrl.watch(settings, _namespace_of_singleton, Predicate(update=_settings_changed))
+    ctrl.watch(role_bindings, _namespace_key)
+    mgr.add_runnable(ctrl)
+    return ctrl
+
+
+def _settings_changed(old: Obj, new: Obj) -> bool:
+    return old.get("spec") != new.get("spec") or (old.get("metadata") or {}).get("uid") != (
+        new.get("metadata") or {}
+    ).get("uid")
+
+
+def _namespace_of_singleton(ps: Obj) -> list[str]:
+    if (ps.get("metadata") or {}).get("name") != bindings.PROJECT_SETTINGS_NAME:
+        return []
+    return _namespace_key(ps)
+
+
+def _namespace_key(obj: Obj) -> list[str]:
+    ns = (obj.get("metadata") or {}).get("namespace")
+    return [str(ns)] if ns else []

@@ -1,0 +1,169 @@
+"""Builders of the objects a run owns besides its Job: the AG-UI Service, the runner identity
+(ServiceAccount, Role, RoleBinding, token Secret), the Google OAuth placeholder Secret and the
+workspace PVC.
+
+Pure functions from a session (and the config) to plain dicts, each with a controller
+ownerReference to the session (:func:`.model.child_metadata`).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions.builders import runner_labels
+from agentic_operator.sessions.config import SessionConfig
+from agentic_operator.sessions.model import (
+    AGUI_PORT,
+    AGUI_PORT_NAME,
+    ANN_TOKEN_REFRESHED_AT,
+    GROUP,
+    LABEL_APP,
+    LABEL_SESSION,
+    OAUTH_CLIENT_SECRET_KEY,
+    OAUTH_SECRET_KEY,
+    RUNNER_SA_APP,
+    SERVICE_APP,
+    TOKEN_SECRET_APP,
+    TOKEN_SECRET_KEY,
+    WORKSPACE_APP,
+    child_metadata,
+    oauth_secret_name,
+    pvc_name,
+    runner_role_name,
+    runner_rolebinding_name,
+    runner_sa_name,
+    service_name,
+    token_secret_name,
+)
+from agentic_operator.sessions.status import now_rfc3339
+
+
+def build_service(session: Obj) -> Obj:
+    """AG-UI Service ``session-<s>``; selects by session labels so it serves every run's pod."""
+    name = str(session["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(
+            session, service_name(name), {LABEL_APP: SERVICE_APP, LABEL_SESSION: name}
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": runner_labels(name),
+            "ports": [
+                {
+                    "name": AGUI_PORT_NAME,
+                    "port": AGUI_PORT,
+                    "targetPort": AGUI_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def build_runner_service_account(session: Obj) -> Obj:
+    name = str(session["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": child_metadata(session, runner_sa_name(name), {LABEL_APP: RUNNER_SA_APP}),
+        "automountServiceAccountToken": False,
+    }
+
+
+def build_runner_role(session: Obj) -> Obj:
+    """What the runner may do with its token: read/update sessions, check its own access."""
+    name = str(session["metadata"]["name"])
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": child_metadata(session, runner_role_name(name), {LABEL_APP: RUNNER_SA_APP}),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": ["agenticsessions"],
+                "verbs": ["get", "list", "watch", "update", "patch"],
+            },
+            {
+                "apiGroups": ["authorization.k8s.io"],
+                "resources": ["selfsubjectaccessreviews"],
+                "verbs": ["create"],
+            },
+        ],
+    }
+
+
+def build_runner_role_binding(session: Obj) -> Obj:
+    meta = session["metadata"]
+    name = str(meta["name"])
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": child_metadata(
+            session, runner_rolebinding_name(name), {LABEL_APP: RUNNER_SA_APP}
+        ),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": runner_role_name(name),
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": runner_sa_name(name), "namespace": meta["namespace"]}
+        ],
+    }
+
+
+def build_token_secret(
+    session: Obj, token: str, now: datetime, *, google_oauth_client_secret: str = ""
+) -> Obj:
+    """The runner token Secret (``k8s-token``), stamped with when it was minted for refresh.
+
+    With ``google_oauth_client_secret`` it also carries that value
+    (``google-oauth-client-secret``), which the runner gets as ``GOOGLE_OAUTH_CLIENT_SECRET``.
+    """
+    meta = child_metadata(session, token_secret_name(session), {LABEL_APP: TOKEN_SECRET_APP})
+    meta["annotations"] = {ANN_TOKEN_REFRESHED_AT: now_rfc3339(now)}
+    data = {TOKEN_SECRET_KEY: _b64(token)}
+    if google_oauth_client_secret:
+        data[OAUTH_CLIENT_SECRET_KEY] = _b64(google_oauth_client_secret)
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": data}
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode("ascii")
+
+
+def build_oauth_placeholder_secret(session: Obj) -> Obj:
+    """The empty Google OAuth credentials Secret (``credentials.json``) the runner mounts and the
+    backend fills in after the user's consent; created only when absent, never overwritten."""
+    name = str(session["metadata"]["name"])
+    labels = {
+        LABEL_APP: SERVICE_APP,
+        "ambient-code.io/session": name,
+        "ambient-code.io/provider": "google",
+        "ambient-code.io/oauth": "placeholder",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": child_metadata(session, oauth_secret_name(name), labels),
+        "data": {OAUTH_SECRET_KEY: ""},
+    }
+
+
+def build_workspace_pvc(session: Obj, cfg: SessionConfig | None = None) -> Obj:
+    """Per-session workspace PVC (when ``RUNNER_WORKSPACE_PVC`` is on); kept across restarts."""
+    name = str(session["metadata"]["name"])
+    size = (cfg or SessionConfig()).workspace_pvc_size
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": child_metadata(
+            session, pvc_name(name), {LABEL_APP: WORKSPACE_APP, LABEL_SESSION: name}
+        ),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }

@@ -1,0 +1,157 @@
+"""The session controller's wiring, registered with a manager in one call (controller-runtime's
+``SetupWithManager``): the informers it needs, the events that wake a session, and the reconciler.
+
+A session is reconciled when:
+
+* it is created or deleted, or its spec (generation), annotations, phase or deletion mark change
+  (status-only writes of other fields, like the backend's ``lastActivityTime``, do not wake it);
+* its Job (ownerReference with ``controller: true``) changes status or gets a deletion mark;
+* a runner pod labelled with its name changes phase, node or a container's state;
+* its namespace becomes managed (``ambient-code.io/managed=true``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentic_operator.clock import Clock
+from agentic_operator.kube.client import ApiClient
+from agentic_operator.kube.resources import AGENTIC_SESSIONS, JOBS, PODS, SERVICES, Obj, object_key
+from agentic_operator.runtime.cache import CacheWriter, LabelIndex
+from agentic_operator.runtime.controller import (
+    Controller,
+    Predicate,
+    enqueue_controller_owner,
+    enqueue_object,
+)
+from agentic_operator.runtime.events import EventRecorder
+from agentic_operator.runtime.informer import Informer
+from agentic_operator.runtime.manager import Manager
+from agentic_operator.sessions import model
+from agentic_operator.sessions.config import SessionConfig
+from agentic_operator.sessions.observe import Caches
+from agentic_operator.sessions.reconciler import SessionReconciler
+from agentic_operator.sessions.runner import RunnerClient
+
+SESSION_CONTROLLER = "agenticsession-controller"
+
+
+@dataclass
+class Sessions:
+    """What :func:`setup_with_manager` registered: the session informer (the legacy driver lists
+    it), the reconciler, the controller (None in legacy mode) and the runner client to close."""
+
+    informer: Informer
+    reconciler: SessionReconciler
+    controller: Controller | None
+    runner: RunnerClient
+
+
+def setup_with_manager(
+    mgr: Manager,
+    client: ApiClient,
+    cfg: SessionConfig,
+    recorder: EventRecorder,
+    namespaces: Informer,
+    *,
+    clock: Clock,
+    max_concurrent_reconciles: int = 10,
+    controller: bool = True,
+) -> Sessions:
+    """Create the session, Job, runner-pod and Service informers, add them to ``mgr``, and (unless
+    ``controller`` is false, for ``--legacy-watch``) the controller. ``namespaces`` is the managed
+    namespace informer, shared with the project controller and added to ``mgr`` by the caller."""
+    runner_selector = f"{model.LABEL_APP}={model.RUNNER_APP}"
+    sessions = Informer(client, AGENTIC_SESSIONS, name="agenticsessions")
+    jobs = Informer(client, JOBS, label_selector=runner_selector, name="jobs")
+    pods = Informer(client, PODS, label_selector=runner_selector, name="pods")
+    services = Informer(client, SERVICES, label_selector=model.LABEL_SESSION, name="services")
+    for informer in (sessions, jobs, pods, services):
+        mgr.add_informer(informer)
+    pods_index = LabelIndex(pods.store, model.LABEL_SESSION)
+    pods.add_handler(pods_index.on_add, pods_index.on_update, pods_index.on_delete)
+
+    runner = RunnerClient(cfg.runner_endpoint)
+    caches = Caches(
+        sessions=CacheWriter(sessions),
+        jobs=CacheWriter(jobs),
+        services=CacheWriter(services),
+        namespaces=CacheWriter(namespaces),
+        pods_by_session=pods_index.lookup,
+    )
+    reconciler = SessionReconciler(client, caches, cfg, recorder, runner, clock=clock)
+    if not controller:
+        return Sessions(sessions, reconciler, None, runner)
+
+    ctrl = Controller(
+        SESSION_CONTROLLER,
+        reconciler.reconcile,
+        max_concurrent_reconciles=max_concurrent_reconciles,
+        clock=clock,
+    )
+    ctrl.watch(sessions, enqueue_object, Predicate(update=session_changed))
+    ctrl.watch(
+        jobs, enqueue_controller_owner(model.KIND, model.GROUP), Predicate(update=job_changed)
+    )
+    ctrl.watch(pods, session_of_pod, Predicate(update=runner_changed))
+
+    def sessions_in(ns: Obj) -> list[str]:
+        name = str((ns.get("metadata") or {}).get("name", ""))
+        return [object_key(s) for s in sessions.store.by_namespace(name)]
+
+    ctrl.watch(
+        namespaces,
+        sessions_in,
+        Predicate(update=namespace_became_managed, delete=lambda _o: False),
+    )
+    mgr.add_runnable(ctrl)
+    return Sessions(sessions, reconciler, ctrl, runner)
+
+
+# --- predicates and mappers ----------------------------------------------------------------------
+
+
+def session_changed(old: Obj, new: Obj) -> bool:
+    """Spec (generation), annotations, phase or the deletion mark changed."""
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return (
+        om.get("generation") != nm.get("generation")
+        or (om.get("annotations") or {}) != (nm.get("annotations") or {})
+        or (old.get("status") or {}).get("phase") != (new.get("status") or {}).get("phase")
+        or om.get("deletionTimestamp") != nm.get("deletionTimestamp")
+    )
+
+
+def job_changed(old: Obj, new: Obj) -> bool:
+    return old.get("status") != new.get("status") or (old.get("metadata") or {}).get(
+        "deletionTimestamp"
+    ) != (new.get("metadata") or {}).get("deletionTimestamp")
+
+
+def _runner_state(pod: Obj) -> tuple[object, ...]:
+    status = pod.get("status") or {}
+    states = []
+    for cs in status.get("containerStatuses") or ():
+        state = cs.get("state") or {}
+        states.append(
+            (cs.get("name"), tuple(sorted(state)), (state.get("waiting") or {}).get("reason"))
+        )
+    return (status.get("phase"), (pod.get("spec") or {}).get("nodeName"), tuple(states))
+
+
+def runner_changed(old: Obj, new: Obj) -> bool:
+    """The pod's phase, node, or a container's state (or waiting reason) changed."""
+    return _runner_state(old) != _runner_state(new)
+
+
+def namespace_became_managed(old: Obj, new: Obj) -> bool:
+    def managed(o: Obj) -> bool:
+        return ((o.get("metadata") or {}).get("labels") or {}).get(model.LABEL_MANAGED) == "true"
+
+    return managed(new) and not managed(old)
+
+
+def session_of_pod(pod: Obj) -> list[str]:
+    meta = pod.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(model.LABEL_SESSION)
+    return [f"{meta.get('namespace')}/{name}"] if name else []

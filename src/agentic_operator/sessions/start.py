@@ -1,0 +1,136 @@
+"""What starting a run creates, as plan actions (phase-table row P9): pure, like :mod:`.decide`.
+
+Order: the shared-secret copies, the runner identity and token, the AG-UI Service, the workspace
+PVC and the Google OAuth placeholder, and last the Job. Everything before the Job is
+create-if-absent or a guarded replace, so a run interrupted half-way is finished by the next
+reconcile without duplicates; the Job's deterministic name is the duplicate fence.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+from agentic_operator.kube.resources import JOBS, PERSISTENT_VOLUME_CLAIMS, SECRETS, SERVICES, Obj
+from agentic_operator.sessions import builders, model, objects
+from agentic_operator.sessions import metrics as m
+from agentic_operator.sessions.observe import Observation
+from agentic_operator.sessions.plan import (
+    Action,
+    Count,
+    Create,
+    Event,
+    Measure,
+    Plan,
+    ProvisionToken,
+    Replace,
+)
+from agentic_operator.sessions.secrets import copy_plan
+from agentic_operator.sessions.status import parse_time
+
+TOKEN_MARGIN = 60
+"""A token is minted again when it would expire less than this many seconds before the run could
+end at the latest."""
+
+
+def children(obs: Observation) -> list[Action]:
+    """Everything the run's Job depends on, in creation order (needs ``obs.start``)."""
+    assert obs.start is not None
+    cfg, out = obs.cfg, list[Action]()
+    if cfg.use_vertex:
+        out += copy_shared(obs, obs.start.vertex_source, obs.start.vertex_target)
+    if cfg.langfuse_enabled:
+        # Optional: without the source the runner's LANGFUSE_* references stay empty.
+        out += copy_shared(obs, obs.start.langfuse_source, obs.start.langfuse_target)
+    token = token_action(obs)
+    if token is not None:
+        out.append(token)
+    if obs.service is None:
+        out.append(Create(SERVICES, objects.build_service(obs.session), cache="services"))
+    if cfg.workspace_pvc:
+        out.append(Create(PERSISTENT_VOLUME_CLAIMS, objects.build_workspace_pvc(obs.session, cfg)))
+    if cfg.google_oauth_client_id:
+        # Filled in by the backend: an existing one is kept as it is.
+        out.append(Create(SECRETS, objects.build_oauth_placeholder_secret(obs.session)))
+    return out
+
+
+def copy_shared(obs: Observation, source: Obj | None, target: Obj | None) -> list[Action]:
+    """Copy a shared secret from the backend namespace (rules: :mod:`.secrets`)."""
+    if source is None or obs.cfg.backend_namespace == obs.namespace:
+        return []
+    body = copy_plan(source, target, obs.session)
+    if body is None:
+        return []
+    if target is None:
+        # A copy made meanwhile (another session of the namespace) is read again next time and
+        # this session added to its owners.
+        return [Create(SECRETS, body, exists="stale")]
+    return [Replace(SECRETS, body)]
+
+
+def job(obs: Observation, on_error: Callable[[str], Plan]) -> tuple[Create, list[str]]:
+    """The create of this run's Job, and the ``environmentVariables`` names it had to refuse."""
+    body, skipped = builders.build_job(
+        obs.session, obs.cfg, run=model.session_run(obs.session) or 1
+    )
+    effects: tuple[Measure, ...] = ()
+    started = parse_time((obs.session.get("status") or {}).get("startTime"))
+    if started is not None:
+        elapsed = max(0.0, (obs.now - started).total_seconds())
+        effects = (Measure(m.POD_CREATION, (obs.namespace,), elapsed),)
+    create = Create(JOBS, body, exists="stale", cache="jobs", then=effects, on_error=on_error)
+    return create, skipped
+
+
+def token_lifetime(obs: Observation) -> int:
+    """Seconds the runner token must live: the run's deadline plus the pending timeout plus ten
+    minutes, and at least the configured minimum. The runner reads ``BOT_TOKEN`` once at start,
+    so a token refreshed during the run would never reach it."""
+    deadline = builders.effective_timeout(obs.session, obs.cfg)
+    return max(obs.cfg.token_lifetime, deadline + obs.cfg.pending_timeout + 600)
+
+
+def token_action(obs: Observation) -> ProvisionToken | None:
+    """Mint a token unless the session's Secret holds one that outlives this run and carries the
+    operator's current ``GOOGLE_OAUTH_CLIENT_SECRET``."""
+    assert obs.start is not None
+    secret, lifetime = obs.start.token_secret, token_lifetime(obs)
+    if (
+        secret is not None
+        and model.is_owned_by(secret, obs.session)
+        and secret_value(secret, model.OAUTH_CLIENT_SECRET_KEY)
+        == obs.cfg.google_oauth_client_secret
+    ):
+        expires = parse_time(model.annotations(secret).get(model.ANN_TOKEN_EXPIRES_AT))
+        if expires is not None and (expires - obs.now).total_seconds() > lifetime - TOKEN_MARGIN:
+            return None
+    return ProvisionToken(
+        lifetime=lifetime,
+        # The ServiceAccount, Role and RoleBinding come with the first token; a re-mint only
+        # recreates them when the TokenRequest finds the ServiceAccount gone.
+        create_identity=secret is None,
+        secret=secret,
+        on_error=lambda message: token_failed(obs, message),
+    )
+
+
+def token_failed(obs: Observation, message: str) -> Plan:
+    return Plan(
+        "P9!",
+        effects=(
+            Count(m.SESSION_ERRORS, (obs.namespace, "Pending", "token_provision")),
+            Event("Warning", model.REASON_TOKEN_PROVISION_FAILED, f"runner token: {message}"),
+        ),
+    )
+
+
+def secret_value(secret: Obj, key: str) -> str:
+    """A Secret's ``data`` value as text ("" when absent or not base64)."""
+    raw = (secret.get("data") or {}).get(key)
+    if not isinstance(raw, str):
+        return ""
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
