@@ -14,37 +14,45 @@ once the reconciler has made it.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from agentic_operator.kube.resources import JOBS, SERVICES, Obj
 from agentic_operator.sessions import livespec, model, start
 from agentic_operator.sessions import metrics as m
+from agentic_operator.sessions.endings import (
+    BLOCKED_RETRY,
+    cleanup,
+    clear_annotations,
+    delete_job,
+    deleting,
+    finish,
+    job_not_ours,
+    job_run,
+    new_run,
+    own_job,
+    pending_remaining,
+    pending_timeout,
+    remove_stale_job,
+    run_number,
+    spec_generation,
+    stop_requested,
+    write_status,
+)
 from agentic_operator.sessions.model import Phase
 from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.plan import (
     NEXT_STEP,
     Action,
     Count,
-    Delete,
     Effect,
     Event,
     Measure,
-    PatchSession,
     Plan,
     StatusEdit,
     Steps,
-    WriteStatus,
 )
 from agentic_operator.sessions.status import now_rfc3339, observe_runner, parse_time
 from agentic_operator.sessions.validation import validate_session
 
 STOPPING_POLL = 2.0
 """How often a Stopping session looks for its Job while the garbage collector removes its pods."""
-STALE_JOB_RETRY = 1.0
-"""How soon to look again after deleting the Job of an earlier run that still holds the name."""
-BLOCKED_RETRY = 5.0
-"""Retry interval while something outside the operator blocks a run (a missing runner secret, a
-Job of that name that is not ours), until the pending timeout fails the run."""
 
 
 def decide(obs: Observation) -> Plan:
@@ -69,7 +77,7 @@ def initialise(obs: Observation) -> Plan:
     """N1: a new session becomes Pending with run 1 and its startTime."""
     st = StatusEdit(obs.session, obs.now)
     st.set(phase=Phase.PENDING, startTime=now_rfc3339(obs.now), run=1, completionTime=None)
-    st.set(observedGeneration=_generation(obs))
+    st.set(observedGeneration=spec_generation(obs))
     st.condition(model.COND_READY, model.COND_FALSE, model.REASON_PENDING, "Provisioning")
     counted = Count(m.SESSIONS_TOTAL, (obs.namespace,))
     return Steps().add(write_status(obs, st, counted)).plan("N1", requeue_after=NEXT_STEP)
@@ -79,7 +87,7 @@ def initialise(obs: Observation) -> Plan:
 
 
 def pending(obs: Observation) -> Plan:
-    if _stop_requested(obs):
+    if stop_requested(obs):
         return request_stop(obs, "P1")
     problems = validate_session(obs.session)
     if problems:
@@ -90,7 +98,7 @@ def pending(obs: Observation) -> Plan:
     job = obs.job
     if job is not None and not model.is_owned_by(job, obs.session):
         return job_not_ours(obs, "P4", job)
-    if job is not None and job_run(job) != _run(obs):
+    if job is not None and job_run(job) != run_number(obs):
         return remove_stale_job(obs, "P5", job)
     if job is not None:
         return to_creating(obs, "P6", adopted=True)
@@ -154,12 +162,12 @@ def to_creating(obs: Observation, row: str, *, adopted: bool) -> Plan:
 
 def _creating_actions(obs: Observation, *, adopted: bool) -> list[Action]:
     st = StatusEdit(obs.session, obs.now)
-    st.set(phase=Phase.CREATING, observedGeneration=_generation(obs))
+    st.set(phase=Phase.CREATING, observedGeneration=spec_generation(obs))
     st.condition(
         model.COND_JOB_CREATED,
         model.COND_TRUE,
         model.REASON_JOB_EXISTS if adopted else model.REASON_JOB_CREATED,
-        f"Job {model.job_name(obs.name)} created for run {_run(obs)}",
+        f"Job {model.job_name(obs.name)} created for run {run_number(obs)}",
     )
     st.condition(
         model.COND_SECRETS_READY,
@@ -194,10 +202,12 @@ def job_create_failed(obs: Observation, message: str) -> Plan:
 
 
 def active(obs: Observation) -> Plan:
-    if _stop_requested(obs):
+    if stop_requested(obs):
         return request_stop(obs, "A1")
     job = obs.job
-    if job is not None and (job_run(job) != _run(obs) or not model.is_owned_by(job, obs.session)):
+    if job is not None and (
+        job_run(job) != run_number(obs) or not model.is_owned_by(job, obs.session)
+    ):
         job = None  # a leftover of another run is not this run's Job
     if job is None and not obs.job_confirmed:
         return Plan("A-", reads=frozenset({"job"}))
@@ -212,7 +222,7 @@ def active(obs: Observation) -> Plan:
         return finish(obs, "A4", Phase.FAILED, verdict.reason, verdict.message, error)
     if verdict.kind == "running" and phase != Phase.RUNNING:
         return to_running(obs, "A5", verdict.node)
-    if verdict.kind == "running" and _generation(obs) != obs.status.get("observedGeneration"):
+    if verdict.kind == "running" and spec_generation(obs) != obs.status.get("observedGeneration"):
         return livespec.push(obs, "A6", job)
     if verdict.kind == "running":
         return Plan("A7")
@@ -249,7 +259,7 @@ def to_running(obs: Observation, row: str, node: str | None) -> Plan:
         elapsed = max(0.0, (obs.now - started).total_seconds())
         effects = (Measure(m.SESSION_STARTUP, (obs.namespace,), elapsed),)
     # A spec change made while the runner started is pushed by the next reconcile.
-    again = NEXT_STEP if _generation(obs) != obs.status.get("observedGeneration") else None
+    again = NEXT_STEP if spec_generation(obs) != obs.status.get("observedGeneration") else None
     return Steps().add(write_status(obs, st, *effects)).plan(row, requeue_after=again)
 
 
@@ -271,7 +281,7 @@ def request_stop(obs: Observation, row: str) -> Plan:
     is Stopping until it is gone; X2, without a Job, stops at once."""
     if not obs.job_confirmed:
         return Plan(f"{row}-", reads=frozenset({"job"}))
-    job = _own_job(obs)
+    job = own_job(obs)
     if job is None:
         return stopped(obs, f"{row}/X2")
     st = StatusEdit(obs.session, obs.now).set(phase=Phase.STOPPING)
@@ -279,7 +289,7 @@ def request_stop(obs: Observation, row: str) -> Plan:
         model.COND_READY, model.COND_FALSE, model.REASON_STOPPING, "Deleting the runner Job"
     )
     steps = Steps()
-    if not _deleting(job):
+    if not deleting(job):
         steps.add(delete_job(job, "Foreground"))
     steps.add(write_status(obs, st))
     return steps.plan(f"{row}/X1", requeue_after=STOPPING_POLL)
@@ -288,11 +298,11 @@ def request_stop(obs: Observation, row: str) -> Plan:
 def stopping(obs: Observation) -> Plan:
     if not obs.job_confirmed:
         return Plan("S-", reads=frozenset({"job"}))
-    job = _own_job(obs)
+    job = own_job(obs)
     if job is None:
         return stopped(obs, "S1")
     steps = Steps()
-    if not _deleting(job):
+    if not deleting(job):
         steps.add(delete_job(job, "Foreground"))
     return steps.plan("S2", requeue_after=STOPPING_POLL)
 
@@ -339,185 +349,3 @@ def restart(obs: Observation, row: str) -> Plan:
     if model.ANN_START_REQUESTED_AT in obs.annotations:
         steps.add(clear_annotations(obs, model.ANN_START_REQUESTED_AT))
     return steps.plan(row, requeue_after=NEXT_STEP)
-
-
-def new_run(obs: Observation, reason: str, message: str) -> StatusEdit:
-    """The status of a new run: Pending, next run number, fresh startTime, no completionTime."""
-    st = StatusEdit(obs.session, obs.now)
-    st.set(
-        phase=Phase.PENDING,
-        run=_run(obs) + 1,
-        startTime=now_rfc3339(obs.now),
-        completionTime=None,
-    )
-    st.condition(model.COND_READY, model.COND_FALSE, reason, message)
-    st.condition(model.COND_JOB_CREATED, model.COND_FALSE, reason, message)
-    st.condition(model.COND_RUNNER_STARTED, model.COND_FALSE, reason, "")
-    return st
-
-
-# --- endings and leftovers -----------------------------------------------------------------------
-
-
-def finish(
-    obs: Observation,
-    row: str,
-    phase: Phase,
-    reason: str,
-    message: str,
-    error_type: str | None,
-    *,
-    secrets_reason: str | None = None,
-) -> Plan:
-    """End the run: (``spec.interactive=true``), the terminal status, then the Job and Service go.
-
-    When a run ends Completed or Failed (not for an invalid spec), a non-interactive session is
-    made interactive, as upstream does, so that a restart continues as a chat. The patch is
-    guarded by resourceVersion, so it moves the generation by exactly one, and the status written
-    after it can name that generation as observed.
-    """
-    steps = Steps()
-    generation = _generation(obs)
-    interactive = (obs.session.get("spec") or {}).get("interactive", True) is True
-    ran = phase in (Phase.COMPLETED, Phase.FAILED) and reason != model.REASON_INVALID_SPEC
-    if ran and not interactive:
-        steps.add(PatchSession({"spec": {"interactive": True}}))
-        generation = (generation or 0) + 1
-    st = StatusEdit(obs.session, obs.now)
-    st.set(phase=phase, completionTime=now_rfc3339(obs.now), observedGeneration=generation)
-    st.condition(model.COND_READY, model.COND_FALSE, reason, message)
-    if secrets_reason:
-        st.condition(model.COND_SECRETS_READY, model.COND_FALSE, secrets_reason, message)
-    if phase == Phase.FAILED and reason == model.REASON_INVALID_SPEC:
-        st.condition(model.COND_VALID_SPEC, model.COND_FALSE, reason, message)
-    old_phase = str(obs.status.get("phase") or Phase.PENDING)
-    counted = (
-        (Count(m.SESSION_ERRORS, (obs.namespace, old_phase, error_type)),) if error_type else ()
-    )
-    steps.add(write_status(obs, st, *counted), *cleanup(obs))
-    return steps.plan(row)
-
-
-def pending_timeout(obs: Observation, row: str) -> Plan:
-    message = (
-        f"runner did not start within {obs.cfg.pending_timeout}s "
-        "(see the SecretsReady and JobCreated conditions)"
-    )
-    return finish(obs, row, Phase.FAILED, model.REASON_PENDING_TIMEOUT, message, "timeout")
-
-
-def cleanup(obs: Observation) -> list[Action]:
-    """Delete the run's Job and the AG-UI Service, when they are ours and still there."""
-    out: list[Action] = []
-    job = obs.job
-    if job is not None and model.is_owned_by(job, obs.session) and not _deleting(job):
-        out.append(delete_job(job, "Background"))
-    svc = obs.service
-    if svc is not None and model.is_owned_by(svc, obs.session):
-        meta = svc["metadata"]
-        out.append(Delete(SERVICES, meta["name"], meta["namespace"], meta["uid"], cache="services"))
-    return out
-
-
-def job_not_ours(obs: Observation, row: str, job: Obj) -> Plan:
-    message = (
-        f"Job {job['metadata']['name']} exists and is not owned by this session; "
-        "delete it or rename the session"
-    )
-    st = StatusEdit(obs.session, obs.now)
-    st.condition(
-        model.COND_JOB_CREATED, model.COND_FALSE, model.REASON_JOB_CREATION_FAILED, message
-    )
-    said = Event("Warning", model.REASON_JOB_CREATION_FAILED, message)
-    return Steps().add(write_status(obs, st, said)).plan(row, requeue_after=BLOCKED_RETRY)
-
-
-def remove_stale_job(obs: Observation, row: str, job: Obj) -> Plan:
-    """A Job of an earlier run holds the name: delete it and look again once it is gone."""
-    steps = Steps()
-    if not _deleting(job):
-        steps.add(delete_job(job, "Background"))
-    return steps.plan(row, requeue_after=STALE_JOB_RETRY)
-
-
-# --- building blocks -----------------------------------------------------------------------------
-
-
-def write_status(obs: Observation, st: StatusEdit, *effects: Effect) -> WriteStatus | None:
-    """The status write for ``st`` (None when nothing changed) with the effects of the change:
-    a phase transition's counter, the completed counter, and an Event; then ``effects``."""
-    if not st.changed:
-        return None
-    return WriteStatus(st.new, then=(*transition_effects(obs.namespace, st), *effects))
-
-
-def transition_effects(namespace: str, st: StatusEdit) -> tuple[Effect, ...]:
-    old, new = st.old_phase, st.new_phase
-    if old == new:
-        return ()
-    out: list[Effect] = [Count(m.PHASE_TRANSITIONS, (namespace, old or "None", new))]
-    if new in model.TERMINAL_PHASES:
-        out.append(Count(m.SESSIONS_COMPLETED, (namespace, new)))
-    ready: Obj = next(
-        (c for c in st.new.get("conditions") or () if c.get("type") == model.COND_READY), {}
-    )
-    message = str(ready.get("message") or "")
-    text = f"Phase {old or 'None'} -> {new}" + (f": {message}" if message else "")
-    if new == Phase.FAILED:
-        out.append(Event("Warning", str(ready.get("reason") or new), text))
-    else:
-        out.append(Event("Normal", new, text))
-    return tuple(out)
-
-
-def clear_annotations(obs: Observation, *keys: str) -> PatchSession | None:
-    present = [k for k in keys if k in obs.annotations]
-    if not present:
-        return None
-    return PatchSession({"metadata": {"annotations": dict.fromkeys(present)}})
-
-
-def delete_job(job: Obj, propagation: Literal["Foreground", "Background"]) -> Delete:
-    meta = job["metadata"]
-    return Delete(JOBS, meta["name"], meta["namespace"], meta["uid"], propagation, "jobs")
-
-
-def pending_remaining(obs: Observation) -> float:
-    """Seconds left before a run that has not started fails with PendingTimeout."""
-    started = parse_time(obs.status.get("startTime"))
-    if started is None:
-        return float(obs.cfg.pending_timeout)
-    return obs.cfg.pending_timeout - (obs.now - started).total_seconds()
-
-
-def job_run(job: Obj) -> int:
-    """The run a Job belongs to (its ``ambient-code.io/run`` annotation; 1 if absent)."""
-    raw = model.annotations(job).get(model.ANN_RUN)
-    try:
-        return int(raw) if raw is not None else 1
-    except ValueError:
-        return 0
-
-
-def _run(obs: Observation) -> int:
-    return model.session_run(obs.session) or 1
-
-
-def _generation(obs: Observation) -> int | None:
-    gen = (obs.session.get("metadata") or {}).get("generation")
-    return gen if isinstance(gen, int) else None
-
-
-def _stop_requested(obs: Observation) -> bool:
-    return obs.annotations.get(model.ANN_DESIRED_PHASE) == model.DESIRED_STOPPED
-
-
-def _own_job(obs: Observation) -> Obj | None:
-    """The session's Job if this session owns it (a Job of that name made by someone else is never
-    deleted by a stop)."""
-    job = obs.job
-    return job if job is not None and model.is_owned_by(job, obs.session) else None
-
-
-def _deleting(obj: Obj) -> bool:
-    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
