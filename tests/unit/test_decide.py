@@ -141,12 +141,12 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
     (
         "P6 Job of this run exists",
         observe(session("Pending"), job()),
-        ("P6", "Creating", "Pending", ("Write",), LEFT),
+        ("P6", "Creating", "Pending", ("Write",), NEXT_STEP),
     ),
     (
         "P6 restart request cleared with the Job",
         observe(session("Pending", run=2, ann=START), job(run=2)),
-        ("P6", "Creating", "Pending", ("Write", "Patch"), LEFT),
+        ("P6", "Creating", "Pending", ("Write", "Patch"), NEXT_STEP),
     ),
     (
         "P- start inputs not read",

@@ -156,8 +156,10 @@ def start_run(obs: Observation, row: str) -> Plan:
 
 
 def to_creating(obs: Observation, row: str, *, adopted: bool) -> Plan:
+    """An adopted Job (made by a reconcile that did not get to write Creating) may be done
+    already, with no event left to come: the runner is looked at in the next step."""
     steps = Steps().add(*_creating_actions(obs, adopted=adopted))
-    return steps.plan(row, requeue_after=max(pending_remaining(obs), NEXT_STEP))
+    return steps.plan(row, requeue_after=NEXT_STEP)
 
 
 def _creating_actions(obs: Observation, *, adopted: bool) -> list[Action]:
