@@ -88,7 +88,10 @@ def _secret_ref(name: str, secret: str, key: str, optional: bool) -> Obj:
 
 
 def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[list[Obj], list[str]]:
-    """The runner container's ``env`` (the §2.6 contract) and the user overrides that were refused.
+    """The runner container's ``env`` and the user overrides that were refused.
+
+    These are the runner's environment variables, in the order docs/sessions.md ("Runner
+    environment") lists them; each helper below contributes one contiguous group of that list.
 
     ``spec.environmentVariables`` come last: an entry replaces a plain ``value`` entry of the same
     name (or is appended) but never one with ``valueFrom`` (``BOT_TOKEN``, ``LANGFUSE_*``): an env
@@ -96,13 +99,26 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
     of that defect made the whole workload uncreatable. Refused names are returned so the
     reconciler can report them in an Event.
     """
+    spec: Obj = session.get("spec") or {}
+    env: list[Obj] = [
+        *_identity_env(session),
+        *_google_oauth_env(session, cfg),
+        *_user_env(spec),
+        *_llm_env(session, cfg),
+        *_provider_env(cfg),
+        *_continuation_env(session, run),
+        *_repos_env(spec),
+    ]
+    skipped = _apply_overrides(env, spec.get("environmentVariables") or {})
+    return env, skipped
+
+
+def _identity_env(session: Obj) -> list[Obj]:
+    """Which session this runner serves, in which namespace, and where its workspace is."""
     meta = session["metadata"]
     spec: Obj = session.get("spec") or {}
     name = str(meta["name"])
-    llm: Obj = spec.get("llmSettings") or {}
-    user: Obj = spec.get("userContext") or {}
-
-    env: list[Obj] = [
+    return [
         _plain("DEBUG", "true"),
         _plain("INTERACTIVE", _bool_str(spec.get("interactive", True))),
         _plain("AGENTIC_SESSION_NAME", name),
@@ -111,6 +127,11 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
         _plain("WORKSPACE_PATH", WORKSPACE_PATH),
         _plain("ARTIFACTS_DIR", ARTIFACTS_DIR),
     ]
+
+
+def _google_oauth_env(session: Obj, cfg: SessionConfig) -> list[Obj]:
+    """The Google Workspace MCP integration, only when the operator is configured for it."""
+    env: list[Obj] = []
     if cfg.google_oauth_client_id:
         env.append(_plain("GOOGLE_MCP_CREDENTIALS_DIR", GOOGLE_MCP_CREDENTIALS_DIR))
         env.append(_plain("GOOGLE_OAUTH_CLIENT_ID", cfg.google_oauth_client_id))
@@ -125,6 +146,13 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
                 False,
             )
         )
+    return env
+
+
+def _user_env(spec: Obj) -> list[Obj]:
+    """Who started the session and what they asked first; each entry only when set."""
+    user: Obj = spec.get("userContext") or {}
+    env: list[Obj] = []
     if isinstance(user.get("userId"), str) and user["userId"]:
         env.append(_plain("USER_ID", user["userId"]))
     if isinstance(user.get("displayName"), str) and user["displayName"]:
@@ -132,7 +160,14 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
     prompt = spec.get("initialPrompt")
     if isinstance(prompt, str) and prompt:
         env.append(_plain("INITIAL_PROMPT", prompt))
-    env += [
+    return env
+
+
+def _llm_env(session: Obj, cfg: SessionConfig) -> list[Obj]:
+    """Model settings (schema defaults when absent), the timeout and how to reach the backend."""
+    spec: Obj = session.get("spec") or {}
+    llm: Obj = spec.get("llmSettings") or {}
+    return [
         _plain("LLM_MODEL", str(llm.get("model") or DEFAULT_LLM_MODEL)),
         _plain(
             "LLM_TEMPERATURE", f"{_number(llm.get('temperature'), DEFAULT_LLM_TEMPERATURE):.2f}"
@@ -143,6 +178,11 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
         _plain("USE_AGUI", "true"),
         _plain("BACKEND_API_URL", cfg.backend_api_url),
     ]
+
+
+def _provider_env(cfg: SessionConfig) -> list[Obj]:
+    """Langfuse tracing (optional secret refs) and whether the model is reached through Vertex."""
+    env: list[Obj] = []
     if cfg.langfuse_enabled:
         env += [_secret_ref(k, LANGFUSE_SECRET, k, optional=True) for k in LANGFUSE_KEYS]
     if cfg.use_vertex:
@@ -154,12 +194,23 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
         ]
     else:
         env.append(_plain("CLAUDE_CODE_USE_VERTEX", "0"))
+    return env
+
+
+def _continuation_env(session: Obj, run: int) -> list[Obj]:
+    """What this run continues (parent session, a restart) and the token it talks back with."""
+    env: list[Obj] = []
     parent = parent_session_id(session)
     if parent:
         env.append(_plain("PARENT_SESSION_ID", parent))
     env.append(_plain("IS_RESUME", "true" if run > 1 else "false"))
     env.append(_secret_ref("BOT_TOKEN", token_secret_name(session), TOKEN_SECRET_KEY, False))
+    return env
 
+
+def _repos_env(spec: Obj) -> list[Obj]:
+    """The repositories to clone and the active workflow; each entry only when set."""
+    env: list[Obj] = []
     repos = spec.get("repos")
     if isinstance(repos, list) and repos:
         env.append(_plain("REPOS_JSON", _repos_json(repos)))
@@ -171,9 +222,16 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
     for key, var in (("gitUrl", "GIT_URL"), ("branch", "BRANCH"), ("path", "PATH")):
         if isinstance(workflow.get(key), str) and workflow[key]:
             env.append(_plain(f"ACTIVE_WORKFLOW_{var}", workflow[key]))
+    return env
 
+
+def _apply_overrides(env: list[Obj], overrides: Any) -> list[str]:
+    """Apply ``spec.environmentVariables`` to ``env`` in place; return the refused names.
+
+    A plain entry of the same name is replaced where it stands (so the order stays stable), a new
+    name is appended, and a ``valueFrom`` entry or a non-string name or value is refused.
+    """
     skipped: list[str] = []
-    overrides = spec.get("environmentVariables") or {}
     index = {e["name"]: i for i, e in enumerate(env)}
     for var, value in overrides.items() if isinstance(overrides, dict) else ():
         if not isinstance(value, str) or not isinstance(var, str):
@@ -187,7 +245,7 @@ def build_runner_env(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[lis
             skipped.append(var)
         else:
             env[i] = _plain(var, value)
-    return env, skipped
+    return skipped
 
 
 def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[str]]:
@@ -204,12 +262,51 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
     env, skipped = build_runner_env(session, cfg, run=run)
     labels = runner_labels(name)
     annotations = {ANN_RUN: str(run)}
+    volumes, mounts = _volumes(name, cfg)
+    container = _runner_container(cfg, env, mounts)
+    meta = child_metadata(session, job_name(name), dict(labels))
+    meta["annotations"] = dict(annotations)
+    job: Obj = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": 0,
+            "podReplacementPolicy": "Failed",
+            "activeDeadlineSeconds": effective_timeout(session, cfg),
+            "ttlSecondsAfterFinished": cfg.job_ttl_seconds,
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
+                "spec": _pod_spec(container, volumes),
+            },
+        },
+    }
+    return job, skipped
 
-    env_from: list[Obj] = [{"secretRef": {"name": INTEGRATION_SECRETS, "optional": True}}]
-    if not cfg.use_vertex:
-        # Holds ANTHROPIC_API_KEY: without it the runner cannot work, so the pod must not start.
-        env_from.append({"secretRef": {"name": RUNNER_SECRETS, "optional": False}})
 
+def _pod_spec(container: Obj, volumes: list[Obj]) -> Obj:
+    """No API token, no service-link variables, non-root with the default seccomp profile: the
+    runner pod passes Pod Security ``restricted`` and cannot talk to the API as itself."""
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
+def _volumes(name: str, cfg: SessionConfig) -> tuple[list[Obj], list[Obj]]:
+    """The pod's volumes and the runner's mounts of them, built together so each volume that is
+    added (Vertex credentials, the Google OAuth Secret) comes with its mount.
+
+    The workspace is the session's PVC when one is configured (it survives restarts), else a
+    size-limited emptyDir; its ``.claude`` sub-directory is also the runner's state directory.
+    """
     mounts: list[Obj] = [
         {"name": "workspace", "mountPath": WORKSPACE_PATH},
         {"name": "workspace", "mountPath": CLAUDE_STATE_MOUNT, "subPath": ".claude"},
@@ -233,8 +330,17 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
             }
         )
         mounts.append({"name": "google-oauth", "mountPath": OAUTH_MOUNT, "readOnly": True})
+    return volumes, mounts
 
-    container: Obj = {
+
+def _runner_container(cfg: SessionConfig, env: list[Obj], mounts: list[Obj]) -> Obj:
+    """The runner container: its image, AG-UI port, env, resources, and a locked-down security
+    context (no privilege escalation, no capabilities, a fixed non-root UID)."""
+    env_from: list[Obj] = [{"secretRef": {"name": INTEGRATION_SECRETS, "optional": True}}]
+    if not cfg.use_vertex:
+        # Holds ANTHROPIC_API_KEY: without it the runner cannot work, so the pod must not start.
+        env_from.append({"secretRef": {"name": RUNNER_SECRETS, "optional": False}})
+    return {
         "name": RUNNER_CONTAINER,
         "image": cfg.runner_image,
         "imagePullPolicy": cfg.image_pull_policy,
@@ -253,34 +359,6 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
         },
         "volumeMounts": mounts,
     }
-    meta = child_metadata(session, job_name(name), dict(labels))
-    meta["annotations"] = dict(annotations)
-    job: Obj = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": meta,
-        "spec": {
-            "backoffLimit": 0,
-            "podReplacementPolicy": "Failed",
-            "activeDeadlineSeconds": effective_timeout(session, cfg),
-            "ttlSecondsAfterFinished": cfg.job_ttl_seconds,
-            "template": {
-                "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
-    return job, skipped
 
 
 def _number(value: Any, default: float) -> float:
