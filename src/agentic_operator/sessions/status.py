@@ -180,11 +180,38 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
     Job's verdict (with ``backoffLimit: 0`` it follows within moments) instead of deciding alone.
     Only pods of this Job are considered (controller UID and run annotation, when present), and of
     those the newest: a pod of a previous run that is still terminating must not decide this run.
-    """
-    if job is None:
-        return RunnerObservation("missing", REASON_JOB_MISSING, "runner Job not found")
 
+    Each row (or group of rows) is a helper that returns None when it does not match, so the
+    order of the table is the order of the ``or`` chain below.
+    """
+    if job is None:  # row 1
+        return RunnerObservation("missing", REASON_JOB_MISSING, "runner Job not found")
     conds = _true_job_conditions(job)
+    deadline = _deadline_verdict(job, conds)  # row 2
+    if deadline is not None:
+        return deadline
+
+    pod = _newest_pod(job, pods)
+    runner = _runner_status(pod) if pod is not None else None
+    state: Obj = (runner or {}).get("state") or {}
+    pod_status: Obj = (pod or {}).get("status") or {}
+    node = _node(pod)
+    return (
+        _terminated_verdict(state.get("terminated"), conds, node)  # row 3
+        or _waiting_verdict(state.get("waiting"), node)  # row 4
+        or _job_verdict(conds, node)  # rows 5, 6
+        or _pod_failed_verdict(pod_status, node)  # row 7
+        or _running_or_pending(state, pod_status, node)  # rows 8, 9
+    )
+
+
+def _has_failure_verdict(conds: list[Obj]) -> bool:
+    """The Job controller has decided the Job failed (``FailureTarget`` comes before ``Failed``)."""
+    return any(c.get("type") in ("Failed", "FailureTarget") for c in conds)
+
+
+def _deadline_verdict(job: Obj, conds: list[Obj]) -> RunnerObservation | None:
+    """Row 2: the Job's ``activeDeadlineSeconds`` ran out, whatever the runner's exit code."""
     deadline = next(
         (
             c
@@ -194,60 +221,70 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
         ),
         None,
     )
-    if deadline is not None:
-        secs = (job.get("spec") or {}).get("activeDeadlineSeconds")
-        msg = (
-            f"runner exceeded its timeout of {secs}s"
-            if secs is not None
-            else "runner exceeded its timeout"
-        )
-        return RunnerObservation("failed", REASON_TIMEOUT, msg)
+    if deadline is None:
+        return None
+    secs = (job.get("spec") or {}).get("activeDeadlineSeconds")
+    msg = (
+        f"runner exceeded its timeout of {secs}s"
+        if secs is not None
+        else "runner exceeded its timeout"
+    )
+    return RunnerObservation("failed", REASON_TIMEOUT, msg)
 
-    pod = _newest_pod(job, pods)
-    runner = _runner_status(pod) if pod is not None else None
-    state: Obj = (runner or {}).get("state") or {}
-    node = _node(pod)
 
-    terminated = state.get("terminated")
-    if terminated is not None:
-        code = terminated.get("exitCode")
-        if code == 0:
-            return RunnerObservation(
-                "completed", REASON_COMPLETED, "runner finished", exit_code=0, node=node
-            )
-        if not any(c.get("type") in ("Failed", "FailureTarget") for c in conds):
-            return RunnerObservation(
-                "pending",
-                REASON_RUNNER_EXITED,
-                f"runner exited with code {code}; waiting for the Job's verdict",
-                exit_code=code if isinstance(code, int) else None,
-                node=node,
-            )
-        if code == EXIT_PREREQUISITE_FAILED:
-            return RunnerObservation(
-                "failed",
-                REASON_PREREQUISITE_FAILED,
-                _exit_message(code, terminated, "runner prerequisites not met"),
-                exit_code=code,
-                node=node,
-            )
+def _terminated_verdict(
+    terminated: Obj | None, conds: list[Obj], node: str | None
+) -> RunnerObservation | None:
+    """Row 3: the runner container has exited.
+
+    Exit 0 is final on its own. A non-zero exit waits for the Job's failure verdict (3d), because
+    the pod's update can arrive before the Job's and a deadline kill must then read as row 2.
+    """
+    if terminated is None:
+        return None
+    code = terminated.get("exitCode")
+    if code == 0:  # 3a
         return RunnerObservation(
-            "failed",
-            REASON_RUNNER_EXIT,
-            _exit_message(code, terminated, "runner exited"),
+            "completed", REASON_COMPLETED, "runner finished", exit_code=0, node=node
+        )
+    if not _has_failure_verdict(conds):  # 3d
+        return RunnerObservation(
+            "pending",
+            REASON_RUNNER_EXITED,
+            f"runner exited with code {code}; waiting for the Job's verdict",
             exit_code=code if isinstance(code, int) else None,
             node=node,
         )
+    if code == EXIT_PREREQUISITE_FAILED:  # 3b
+        return RunnerObservation(
+            "failed",
+            REASON_PREREQUISITE_FAILED,
+            _exit_message(code, terminated, "runner prerequisites not met"),
+            exit_code=code,
+            node=node,
+        )
+    return RunnerObservation(  # 3c
+        "failed",
+        REASON_RUNNER_EXIT,
+        _exit_message(code, terminated, "runner exited"),
+        exit_code=code if isinstance(code, int) else None,
+        node=node,
+    )
 
-    waiting = state.get("waiting")
+
+def _waiting_verdict(waiting: Obj | None, node: str | None) -> RunnerObservation | None:
+    """Row 4: the runner is stuck waiting for a reason that does not heal by itself."""
     if waiting is not None and waiting.get("reason") in WAITING_FAILURE_REASONS:
         return RunnerObservation(
             "failed", str(waiting["reason"]), str(waiting.get("message") or ""), node=node
         )
+    return None
 
+
+def _job_verdict(conds: list[Obj], node: str | None) -> RunnerObservation | None:
+    """Rows 5 and 6: the Job's ``Complete`` or ``Failed``, when the runner's state said nothing."""
     if any(c.get("type") == "Complete" for c in conds):
         return RunnerObservation("completed", REASON_COMPLETED, "runner Job completed", node=node)
-
     failed = next((c for c in conds if c.get("type") == "Failed"), None)
     if failed is not None:
         return RunnerObservation(
@@ -256,20 +293,26 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
             str(failed.get("message") or "runner Job failed"),
             node=node,
         )
+    return None
 
-    pod_status: Obj = (pod or {}).get("status") or {}
+
+def _pod_failed_verdict(pod_status: Obj, node: str | None) -> RunnerObservation | None:
+    """Row 7: the pod itself failed (e.g. evicted) without a runner exit or a Job verdict."""
     if pod_status.get("phase") == "Failed":
         parts = [str(p) for p in (pod_status.get("reason"), pod_status.get("message")) if p]
         return RunnerObservation(
             "failed", REASON_POD_FAILED, ": ".join(parts) or "runner pod failed", node=node
         )
+    return None
 
+
+def _running_or_pending(state: Obj, pod_status: Obj, node: str | None) -> RunnerObservation:
+    """Rows 8 and 9: the runner is up, or not yet (with the reason it is waiting, if known)."""
     running = state.get("running")
     if running is not None:
         started = running.get("startedAt")
         return RunnerObservation("running", node=node, started_at=str(started) if started else None)
-
-    reason, message = _pending_detail(pod_status, waiting)
+    reason, message = _pending_detail(pod_status, state.get("waiting"))
     return RunnerObservation("pending", reason, message, node=node)
 
 
