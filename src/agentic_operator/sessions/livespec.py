@@ -192,41 +192,14 @@ def _recorded(
     want: Workflow | None,
     outcome: tuple[tuple[RunnerCall, str | None], ...],
 ) -> Plan:
+    """The plan that records the calls' ``outcome``: one status write, Events, and a retry."""
     st = StatusEdit(obs.session, obs.now)
     now = now_rfc3339(obs.now)
     failed = {c.label for c, err in outcome if err is not None and c.path != "/workflow"}
     problems = [_problem(c, err) for c, err in outcome if err is not None]
     pushed = [_pushed(c) for c, err in outcome if err is None]
 
-    previous = {
-        e.get("url"): e
-        for e in st.old.get("reconciledRepos") or ()
-        if isinstance(e, dict) and e.get("url")
-    }
-    added = {r.url for r in to_add}
-    entries: list[Obj] = []
-    for repo in [*desired, *(r for r in to_remove if r.url in failed)]:
-        entry: Obj = {"url": repo.url, "branch": repo.branch, "name": repo.name}
-        entry["status"] = FAILED if repo.url in failed else READY
-        cloned = now if repo.url in added else previous.get(repo.url, {}).get("clonedAt")
-        if cloned and entry["status"] == READY:
-            entry["clonedAt"] = cloned
-        entries.append(entry)
-    # An empty list, not a deleted field: without it the Job's REPOS_JSON would be the baseline
-    # again, and repos removed since would be "removed" once more.
-    st.set(reconciledRepos=entries)
-    if not failed:
-        reason = model.REASON_RECONCILED if desired else model.REASON_NO_REPOS
-        message = f"{len(desired)} repositories applied" if desired else "No repositories"
-        st.condition(model.COND_REPOS_RECONCILED, model.COND_TRUE, reason, message)
-    else:
-        repo_problems = [_problem(c, e) for c, e in outcome if e and c.path != "/workflow"]
-        st.condition(
-            model.COND_REPOS_RECONCILED,
-            model.COND_FALSE,
-            model.REASON_UPDATE_FAILED,
-            "; ".join(repo_problems),
-        )
+    _record_repos(st, desired, to_add, to_remove, outcome, failed, now)
     workflow_error = next((e for c, e in outcome if c.path == "/workflow"), None)
     _record_workflow(st, want, outcome, workflow_error, now)
 
@@ -257,6 +230,52 @@ def _recorded(
         effects=tuple(events),
         requeue_after=SPEC_RETRY if problems else None,
     )
+
+
+def _record_repos(
+    st: StatusEdit,
+    desired: list[Repo],
+    to_add: list[Repo],
+    to_remove: list[Repo],
+    outcome: tuple[tuple[RunnerCall, str | None], ...],
+    failed: set[str],
+    now: str,
+) -> None:
+    """``status.reconciledRepos`` and the ``ReposReconciled`` condition after the repo calls.
+
+    The entries are the desired repos plus those whose removal failed (the runner still has them),
+    each Ready or Failed, so a failed one is tried again against the next baseline. ``clonedAt``
+    is now for a repo just added and kept from the previous entry otherwise (Ready entries only).
+    """
+    previous = {
+        e.get("url"): e
+        for e in st.old.get("reconciledRepos") or ()
+        if isinstance(e, dict) and e.get("url")
+    }
+    added = {r.url for r in to_add}
+    entries: list[Obj] = []
+    for repo in [*desired, *(r for r in to_remove if r.url in failed)]:
+        entry: Obj = {"url": repo.url, "branch": repo.branch, "name": repo.name}
+        entry["status"] = FAILED if repo.url in failed else READY
+        cloned = now if repo.url in added else previous.get(repo.url, {}).get("clonedAt")
+        if cloned and entry["status"] == READY:
+            entry["clonedAt"] = cloned
+        entries.append(entry)
+    # An empty list, not a deleted field: without it the Job's REPOS_JSON would be the baseline
+    # again, and repos removed since would be "removed" once more.
+    st.set(reconciledRepos=entries)
+    if not failed:
+        reason = model.REASON_RECONCILED if desired else model.REASON_NO_REPOS
+        message = f"{len(desired)} repositories applied" if desired else "No repositories"
+        st.condition(model.COND_REPOS_RECONCILED, model.COND_TRUE, reason, message)
+    else:
+        repo_problems = [_problem(c, e) for c, e in outcome if e and c.path != "/workflow"]
+        st.condition(
+            model.COND_REPOS_RECONCILED,
+            model.COND_FALSE,
+            model.REASON_UPDATE_FAILED,
+            "; ".join(repo_problems),
+        )
 
 
 def _record_workflow(
