@@ -88,7 +88,7 @@ TERMINAL_PHASES: Final = frozenset({Phase.STOPPED, Phase.COMPLETED, Phase.FAILED
 DESIRED_STOPPED: Final = "Stopped"
 DESIRED_RUNNING: Final = "Running"
 
-# --- Conditions (§2.18, Job-era names) -----------------------------------------------------------
+# --- Conditions: the condition types upstream's Job-era operator wrote ----------------------------
 COND_TRUE: Final = "True"
 COND_FALSE: Final = "False"
 COND_UNKNOWN: Final = "Unknown"
