@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from agentic_operator import __version__
 from agentic_operator.envparse import (
@@ -110,6 +110,126 @@ values:
 """
 
 
+def _bool_flag(help_: str) -> dict[str, Any]:
+    """Go-style boolean: the flag alone means true, ``--flag=false`` (any boolean spelling) too."""
+    return {
+        "type": _flag(parse_bool),
+        "nargs": "?",
+        "const": True,
+        "default": False,
+        "metavar": "BOOL",
+        "help": help_,
+    }
+
+
+FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    # (flag, argparse.add_argument keywords), in --help order.
+    ("--version", {"action": "version", "version": f"%(prog)s {__version__}"}),
+    (
+        "--kubeconfig",
+        {
+            "default": None,
+            "help": (
+                "path to a kubeconfig (default: $KUBECONFIG, in-cluster config, ~/.kube/config)"
+            ),
+        },
+    ),
+    (
+        "--max-concurrent-reconciles",
+        {
+            "type": _flag(parse_positive_int),
+            # None: not given, so $MAX_CONCURRENT_RECONCILES or the default applies
+            "default": None,
+            "metavar": "N",
+            "help": (
+                "maximum parallel session reconciles "
+                f"(default: $MAX_CONCURRENT_RECONCILES, else {DEFAULT_MAX_CONCURRENT_RECONCILES})"
+            ),
+        },
+    ),
+    (
+        "--metrics-bind-address",
+        {
+            "type": _flag(parse_bind_address),
+            "default": ":8080",
+            "metavar": "ADDR",
+            "help": "address of the Prometheus /metrics endpoint, 0 disables (default :8080)",
+        },
+    ),
+    (
+        "--health-probe-bind-address",
+        {
+            "type": _flag(parse_bind_address),
+            "default": ":8081",
+            "metavar": "ADDR",
+            "help": "address of /healthz and /readyz, 0 disables (default :8081)",
+        },
+    ),
+    ("--leader-elect", _bool_flag("enable Lease-based leader election for HA (default false)")),
+    (
+        "--leader-election-id",
+        {
+            "default": LEASE_NAME,
+            "metavar": "NAME",
+            "help": f"name of the Lease (default {LEASE_NAME})",
+        },
+    ),
+    (
+        "--leader-election-namespace",
+        {
+            "default": None,
+            "metavar": "NS",
+            "help": f"namespace of the Lease (default: $NAMESPACE, else {DEFAULT_NAMESPACE!r})",
+        },
+    ),
+    (
+        "--legacy-watch",
+        _bool_flag(
+            "debugging mode: a plain watch loop that runs the same reconcile inline, one event "
+            "at a time, without the work queue (default false)"
+        ),
+    ),
+    (
+        "--kube-api-qps",
+        {
+            "type": _flag(parse_positive_float),
+            "default": 100.0,
+            "metavar": "QPS",
+            "help": "client-side request rate limit (default 100)",
+        },
+    ),
+    (
+        "--kube-api-burst",
+        {
+            "type": _flag(parse_positive_int),
+            "default": 200,
+            "metavar": "N",
+            "help": "client-side request burst (default 200)",
+        },
+    ),
+    (
+        "--cache-sync-timeout",
+        {
+            "type": _flag(parse_duration),
+            "default": 120.0,
+            "metavar": "SECONDS",
+            "help": "how long to wait for informer caches before giving up (default 120)",
+        },
+    ),
+    (
+        "--graceful-shutdown-timeout",
+        {
+            "type": _flag(parse_duration),
+            "default": 30.0,
+            "metavar": "SECONDS",
+            "help": "time in-flight reconciles get to finish on SIGTERM (default 30)",
+        },
+    ),
+)
+"""Every command-line flag with its argparse options, in ``--help`` order; :func:`build_parser` adds
+them in one loop. Values are read into :class:`Settings` by :func:`parse_settings`."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="agentic-operator",
@@ -120,97 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    p.add_argument(
-        "--kubeconfig",
-        default=None,
-        help="path to a kubeconfig (default: $KUBECONFIG, in-cluster config, ~/.kube/config)",
-    )
-    p.add_argument(
-        "--max-concurrent-reconciles",
-        type=_flag(parse_positive_int),
-        default=None,  # None: not given, so $MAX_CONCURRENT_RECONCILES or the default applies
-        metavar="N",
-        help=(
-            "maximum parallel session reconciles "
-            f"(default: $MAX_CONCURRENT_RECONCILES, else {DEFAULT_MAX_CONCURRENT_RECONCILES})"
-        ),
-    )
-    p.add_argument(
-        "--metrics-bind-address",
-        type=_flag(parse_bind_address),
-        default=":8080",
-        metavar="ADDR",
-        help="address of the Prometheus /metrics endpoint, 0 disables (default :8080)",
-    )
-    p.add_argument(
-        "--health-probe-bind-address",
-        type=_flag(parse_bind_address),
-        default=":8081",
-        metavar="ADDR",
-        help="address of /healthz and /readyz, 0 disables (default :8081)",
-    )
-    p.add_argument(
-        "--leader-elect",
-        type=_flag(parse_bool),
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="BOOL",
-        help="enable Lease-based leader election for HA (default false)",
-    )
-    p.add_argument(
-        "--leader-election-id",
-        default=LEASE_NAME,
-        metavar="NAME",
-        help=f"name of the Lease (default {LEASE_NAME})",
-    )
-    p.add_argument(
-        "--leader-election-namespace",
-        default=None,
-        metavar="NS",
-        help=f"namespace of the Lease (default: $NAMESPACE, else {DEFAULT_NAMESPACE!r})",
-    )
-    p.add_argument(
-        "--legacy-watch",
-        type=_flag(parse_bool),
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="BOOL",
-        help=(
-            "debugging mode: a plain watch loop that runs the same reconcile inline, one event "
-            "at a time, without the work queue (default false)"
-        ),
-    )
-    p.add_argument(
-        "--kube-api-qps",
-        type=_flag(parse_positive_float),
-        default=100.0,
-        metavar="QPS",
-        help="client-side request rate limit (default 100)",
-    )
-    p.add_argument(
-        "--kube-api-burst",
-        type=_flag(parse_positive_int),
-        default=200,
-        metavar="N",
-        help="client-side request burst (default 200)",
-    )
-    p.add_argument(
-        "--cache-sync-timeout",
-        type=_flag(parse_duration),
-        default=120.0,
-        metavar="SECONDS",
-        help="how long to wait for informer caches before giving up (default 120)",
-    )
-    p.add_argument(
-        "--graceful-shutdown-timeout",
-        type=_flag(parse_duration),
-        default=30.0,
-        metavar="SECONDS",
-        help="time in-flight reconciles get to finish on SIGTERM (default 30)",
-    )
+    for flag, options in FLAGS:
+        p.add_argument(flag, **options)
     return p
 
 
