@@ -40,23 +40,34 @@ Deviations from client-go, all on the side of safety or latency, never earlier t
 * While a foreign lease is valid, a standby wakes exactly when it would expire (if that comes
   before its next jittered retry), so failover takes ``lease duration + observation lag`` rather
   than up to one more jittered retry period.
+
+The Lease bodies themselves (created, claimed, released), the record a standby watches and the
+settings checks are pure functions in :mod:`.lease`; this module is the loops around them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import math
 import random
 from collections.abc import Awaitable
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.errors import AlreadyExists, Conflict, NotFound
-from agentic_operator.kube.resources import LEASES, Obj, Resource
+from agentic_operator.kube.resources import LEASES, Obj
 from agentic_operator.runtime import metrics
+from agentic_operator.runtime.lease import (
+    LeaseClient,
+    advertised_duration,
+    check_settings,
+    claimed,
+    format_micro_time,
+    new_lease,
+    record,
+    released,
+)
 
 __all__ = ["LeaderElector", "LeadershipLost", "LeaseClient", "format_micro_time"]
 
@@ -64,45 +75,13 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# The fields of a Lease spec that make up the leader-election record. A standby compares only these
-# to decide whether the holder is alive, so unrelated edits (labels, annotations) do not count as a
-# heartbeat, and any rewrite of the record by the holder does.
-_RECORD_FIELDS = (
-    "holderIdentity",
-    "leaseDurationSeconds",
-    "acquireTime",
-    "renewTime",
-    "leaseTransitions",
-)
-
 # Lower bound on any wait in the acquire loop, so a floating-point remainder can never turn it into
 # a busy loop.
 _MIN_WAIT = 0.001
 
 
-class LeaseClient(Protocol):
-    """The part of the API client the elector needs (see ``agentic_operator.kube.client``)."""
-
-    async def get(self, res: Resource, name: str, namespace: str | None = None) -> Obj: ...
-
-    async def create(self, res: Resource, body: Obj, namespace: str | None = None) -> Obj: ...
-
-    async def replace(
-        self, res: Resource, name: str, body: Obj, namespace: str | None = None
-    ) -> Obj: ...
-
-
 class LeadershipLost(Exception):
     """Raised by :meth:`LeaderElector.hold` when leadership ended; the process should exit."""
-
-
-def format_micro_time(ts: datetime) -> str:
-    """A ``metav1.MicroTime`` string: RFC 3339 in UTC with exactly six fractional digits."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _record(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: spec.get(k) for k in _RECORD_FIELDS}
 
 
 class LeaderElector:
@@ -130,27 +109,20 @@ class LeaderElector:
         jitter: float = 1.2,
         rng: random.Random | None = None,
     ) -> None:
-        for what, value in (("name", name), ("namespace", namespace), ("identity", identity)):
-            if not value:
-                raise ValueError(f"leader election: {what} must not be empty")
-        if not retry_period > 0:
-            raise ValueError(f"leader election: retry_period ({retry_period}) must be > 0")
-        if not jitter > 0:
-            raise ValueError(f"leader election: jitter ({jitter}) must be > 0")
-        if not renew_deadline > jitter * retry_period:
-            raise ValueError(
-                f"leader election: renew_deadline ({renew_deadline}) must be greater than "
-                f"jitter * retry_period ({jitter} * {retry_period} = {jitter * retry_period})"
-            )
-        if not lease_duration > renew_deadline:
-            raise ValueError(
-                f"leader election: lease_duration ({lease_duration}) must be greater than "
-                f"renew_deadline ({renew_deadline})"
-            )
+        check_settings(
+            name=name,
+            namespace=namespace,
+            identity=identity,
+            lease_duration=lease_duration,
+            renew_deadline=renew_deadline,
+            retry_period=retry_period,
+            jitter=jitter,
+        )
         self._client = client
         self.name = name
         self.namespace = namespace
         self.identity = identity
+        self._lease_ref = f"{namespace}/{name}"  # how logs and errors name the lease
         self.lease_duration = float(lease_duration)
         self.renew_deadline = float(renew_deadline)
         self.retry_period = float(retry_period)
@@ -189,19 +161,12 @@ class LeaderElector:
         ``renew_deadline`` so a hung request cannot stall the campaign. Errors talking to the API
         server are logged and retried; only cancellation ends the loop early.
         """
-        log.info(
-            "leader election: %s campaigning for lease %s/%s",
-            self.identity,
-            self.namespace,
-            self.name,
-        )
+        log.info("leader election: %s campaigning for lease %s", self.identity, self._lease_ref)
         while True:
             try:
                 ok = await self._bounded(self._try_acquire_or_renew(), self.renew_deadline)
             except TimeoutError:
-                log.warning(
-                    "leader election: acquire attempt on %s/%s timed out", self.namespace, self.name
-                )
+                log.warning("leader election: acquire attempt on %s timed out", self._lease_ref)
                 ok = False
             if ok:
                 self._set_leading(True)
@@ -218,9 +183,7 @@ class LeaderElector:
         re-raising the cancellation.
         """
         if not self._leading:
-            raise LeadershipLost(
-                f"{self.identity} does not hold lease {self.namespace}/{self.name}"
-            )
+            raise LeadershipLost(f"{self.identity} does not hold lease {self._lease_ref}")
         try:
             while True:
                 await self._clock.sleep(self.retry_period)
@@ -244,13 +207,7 @@ class LeaderElector:
         if not self._leading or self._lease is None:
             return False
         self._set_leading(False, reason="released")
-        body = copy.deepcopy(self._lease)
-        spec = body.setdefault("spec", {})
-        spec.update(
-            holderIdentity="",
-            leaseDurationSeconds=1,
-            renewTime=format_micro_time(self._clock.wall()),
-        )
+        body = released(self._lease, format_micro_time(self._clock.wall()))
         try:
             written = await self._bounded(
                 self._client.replace(LEASES, self.name, body, self.namespace),
@@ -258,24 +215,20 @@ class LeaderElector:
             )
         except Conflict:
             log.info(
-                "leader election: lease %s/%s changed since our last renewal; not releasing",
-                self.namespace,
-                self.name,
+                "leader election: lease %s changed since our last renewal; not releasing",
+                self._lease_ref,
             )
             return False
         except Exception as exc:
             log.warning(
-                "leader election: releasing lease %s/%s failed: %s",
-                self.namespace,
-                self.name,
+                "leader election: releasing lease %s failed: %s",
+                self._lease_ref,
                 _describe(exc),
             )
             return False
         self._lease = written
         self._observe(written, self._clock.now())
-        log.info(
-            "leader election: %s released lease %s/%s", self.identity, self.namespace, self.name
-        )
+        log.info("leader election: %s released lease %s", self.identity, self._lease_ref)
         return True
 
     # --------------------------------------------------------------------------------- internals
@@ -286,21 +239,18 @@ class LeaderElector:
             remaining = self._last_renew + self.renew_deadline - self._clock.now()
             if remaining <= 0:
                 raise LeadershipLost(
-                    f"failed to renew lease {self.namespace}/{self.name} "
-                    f"within {self.renew_deadline:g}s"
+                    f"failed to renew lease {self._lease_ref} within {self.renew_deadline:g}s"
                 )
             try:
                 ok = await self._bounded(self._try_acquire_or_renew(), remaining)
             except TimeoutError:
-                log.warning(
-                    "leader election: renewing lease %s/%s timed out", self.namespace, self.name
-                )
+                log.warning("leader election: renewing lease %s timed out", self._lease_ref)
                 ok = False
             if ok:
                 return
             holder = (self._observed_record or {}).get("holderIdentity")
             if holder and holder != self.identity:
-                raise LeadershipLost(f"lease {self.namespace}/{self.name} is now held by {holder}")
+                raise LeadershipLost(f"lease {self._lease_ref} is now held by {holder}")
             remaining = self._last_renew + self.renew_deadline - self._clock.now()
             await self._clock.sleep(max(0.0, min(self.retry_period, remaining)))
 
@@ -319,9 +269,8 @@ class LeaderElector:
             return await self._create(started, now)
         except Exception as exc:
             log.warning(
-                "leader election: reading lease %s/%s failed: %s",
-                self.namespace,
-                self.name,
+                "leader election: reading lease %s failed: %s",
+                self._lease_ref,
                 _describe(exc),
             )
             return False
@@ -332,29 +281,16 @@ class LeaderElector:
         holder = spec.get("holderIdentity") or ""
         if holder and holder != self.identity and self._valid(spec, seen):
             return False
-
-        new_spec = dict(spec)
-        new_spec.update(
-            holderIdentity=self.identity,
-            leaseDurationSeconds=self._lease_seconds,
-            renewTime=now,
-        )
-        if holder != self.identity or not spec.get("acquireTime"):
-            new_spec["acquireTime"] = now
-        if holder != self.identity:
-            new_spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-        body = dict(lease)
-        body["spec"] = new_spec
+        body = claimed(lease, self.identity, self._lease_seconds, now)
         try:
             written = await self._client.replace(LEASES, self.name, body, self.namespace)
         except Conflict:
-            log.debug("leader election: lost a race for lease %s/%s", self.namespace, self.name)
+            log.debug("leader election: lost a race for lease %s", self._lease_ref)
             return False
         except Exception as exc:
             log.warning(
-                "leader election: updating lease %s/%s failed: %s",
-                self.namespace,
-                self.name,
+                "leader election: updating lease %s failed: %s",
+                self._lease_ref,
                 _describe(exc),
             )
             return False
@@ -362,30 +298,16 @@ class LeaderElector:
         return True
 
     async def _create(self, started: float, now: str) -> bool:
-        body: Obj = {
-            "apiVersion": LEASES.api_version,
-            "kind": LEASES.kind,
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": self._lease_seconds,
-                "acquireTime": now,
-                "renewTime": now,
-                "leaseTransitions": 0,
-            },
-        }
+        body = new_lease(self.name, self.namespace, self.identity, self._lease_seconds, now)
         try:
             created = await self._client.create(LEASES, body, self.namespace)
         except (AlreadyExists, Conflict):
-            log.debug(
-                "leader election: lease %s/%s created concurrently", self.namespace, self.name
-            )
+            log.debug("leader election: lease %s created concurrently", self._lease_ref)
             return False
         except Exception as exc:
             log.warning(
-                "leader election: creating lease %s/%s failed: %s",
-                self.namespace,
-                self.name,
+                "leader election: creating lease %s failed: %s",
+                self._lease_ref,
                 _describe(exc),
             )
             return False
@@ -400,40 +322,29 @@ class LeaderElector:
 
     def _observe(self, lease: Obj, at: float) -> None:
         self._lease = lease
-        record = _record(lease.get("spec") or {})
-        if record != self._observed_record:
-            self._observed_record = record
+        seen = record(lease.get("spec") or {})
+        if seen != self._observed_record:
+            self._observed_record = seen
             self._observed_time = at
-        holder = record.get("holderIdentity") or None
+        holder = seen.get("holderIdentity") or None
         if holder != self._known_leader:
             self._known_leader = holder
             if holder is None:
-                log.info("leader election: lease %s/%s has no holder", self.namespace, self.name)
+                log.info("leader election: lease %s has no holder", self._lease_ref)
             else:
-                log.info(
-                    "leader election: %s is the leader of lease %s/%s",
-                    holder,
-                    self.namespace,
-                    self.name,
-                )
+                log.info("leader election: %s is the leader of lease %s", holder, self._lease_ref)
 
     def _valid(self, spec: dict[str, Any], now: float) -> bool:
         """Whether the observed record is younger than the duration its holder advertised."""
-        return now < self._observed_time + self._advertised_duration(spec)
-
-    def _advertised_duration(self, spec: dict[str, Any]) -> float:
-        # Respect the holder's own promise (client-go does too); fall back to ours if absent.
-        seconds = spec.get("leaseDurationSeconds")
-        if isinstance(seconds, int) and seconds > 0:
-            return float(seconds)
-        return self.lease_duration
+        return now < self._observed_time + advertised_duration(spec, self.lease_duration)
 
     def _acquire_wait(self) -> float:
         wait = self.retry_period * (1.0 + self._rng.random() * self.jitter)
-        record = self._observed_record or {}
-        holder = record.get("holderIdentity")
+        seen = self._observed_record or {}
+        holder = seen.get("holderIdentity")
         if holder and holder != self.identity:
-            expires_in = self._observed_time + self._advertised_duration(record) - self._clock.now()
+            expires = self._observed_time + advertised_duration(seen, self.lease_duration)
+            expires_in = expires - self._clock.now()
             if expires_in > 0:
                 wait = min(wait, expires_in)
         return max(_MIN_WAIT, wait)
@@ -444,15 +355,12 @@ class LeaderElector:
         self._leading = leading
         self._gauge.set(1 if leading else 0)
         if leading:
-            log.info(
-                "leader election: %s acquired lease %s/%s", self.identity, self.namespace, self.name
-            )
+            log.info("leader election: %s acquired lease %s", self.identity, self._lease_ref)
         else:
             log.warning(
-                "leader election: %s stopped leading lease %s/%s: %s",
+                "leader election: %s stopped leading lease %s: %s",
                 self.identity,
-                self.namespace,
-                self.name,
+                self._lease_ref,
                 reason,
             )
 
