@@ -15,13 +15,11 @@ from agentic_operator.clock import FakeClock, settle
 from agentic_operator.kube.resources import Obj
 from agentic_operator.ratelimit import ItemExponentialFailureRateLimiter
 from agentic_operator.registry import REGISTRY
-from agentic_operator.runtime.controller import (
+from agentic_operator.runtime.controller import Controller, Result, TerminalError
+from agentic_operator.runtime.predicates import (
     GENERATION_CHANGED,
     RESOURCE_VERSION_CHANGED,
-    Controller,
     Predicate,
-    Result,
-    TerminalError,
     all_of,
     any_of,
     enqueue_controller_owner,

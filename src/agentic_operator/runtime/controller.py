@@ -22,24 +22,26 @@ id (:func:`agentic_operator.logs.reconcile_context`). Every key handed out is ma
 whatever happens, so the queue's per-key exclusivity always ends.
 
 Event wiring is kept free of any informer: :meth:`Controller.watch` takes any *source* with
-``add_handler(on_add, on_update, on_delete)``, a *mapper* from an object to keys
-(:func:`enqueue_object`, :func:`enqueue_controller_owner`) and an optional :class:`Predicate`.
+``add_handler(on_add, on_update, on_delete)``, a *mapper* from an object to keys and an optional
+:class:`Predicate` (both in :mod:`.predicates`: ``enqueue_object``, ``enqueue_controller_owner``,
+``GENERATION_CHANGED``, ...).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.errors import KubeError
-from agentic_operator.kube.resources import Obj, object_key
+from agentic_operator.kube.resources import Obj
 from agentic_operator.logs import reconcile_context
 from agentic_operator.ratelimit import RateLimiter, default_controller_rate_limiter
 from agentic_operator.runtime import metrics as m
+from agentic_operator.runtime.predicates import Mapper, Predicate
 from agentic_operator.runtime.workqueue import RateLimitingQueue, ShutDown
 
 
@@ -61,9 +63,6 @@ class TerminalError(Exception):
 Reconcile = Callable[[str], Awaitable[Result | None]]
 """A reconcile function; its argument is the key ``namespace/name`` (or ``name``)."""
 
-Mapper = Callable[[Obj], Iterable[str]]
-"""Maps a changed object to the keys to reconcile."""
-
 # Go's runtime panics come from nil dereferences, bad indexing, failed type assertions, arithmetic
 # faults and explicit panics; these are their Python counterparts. An exception of one of these
 # types in a reconcile is a bug, not a failed API call, so it also counts as a "panic".
@@ -77,110 +76,6 @@ PANIC_TYPES: tuple[type[BaseException], ...] = (
     RecursionError,
     NotImplementedError,
 )
-
-
-# --- Mapping events to keys ---------------------------------------------------------------------
-
-
-def enqueue_object(obj: Obj) -> list[str]:
-    """The object's own key (controller-runtime's ``EnqueueRequestForObject``)."""
-    return [object_key(obj)]
-
-
-def _api_group(api_version: str) -> str:
-    group, sep, _ = api_version.rpartition("/")
-    return group if sep else ""
-
-
-def enqueue_controller_owner(kind: str, group: str) -> Callable[[Obj], list[str]]:
-    """A mapper to the key of the object's *controlling* owner, if that owner is ``kind``/``group``.
-
-    Only the ownerReference with ``controller: true`` counts (there is at most one), and the owner
-    is looked up in the object's own namespace: namespaced owners cannot live elsewhere. This is
-    what ``Owns(&batchv1.Job{})`` does in controller-runtime.
-    """
-
-    def mapper(obj: Obj) -> list[str]:
-        meta = obj.get("metadata") or {}
-        for ref in meta.get("ownerReferences") or ():
-            if not ref.get("controller"):
-                continue
-            if ref.get("kind") != kind or _api_group(str(ref.get("apiVersion", ""))) != group:
-                return []
-            name = ref.get("name")
-            if not name:
-                return []
-            ns = meta.get("namespace")
-            return [f"{ns}/{name}" if ns else str(name)]
-        return []
-
-    return mapper
-
-
-def _yes(_obj: Obj) -> bool:
-    return True
-
-
-def _yes2(_old: Obj, _new: Obj) -> bool:
-    return True
-
-
-@dataclass(frozen=True)
-class Predicate:
-    """Filters events before they become keys; every callable defaults to "let it through".
-
-    Combine with ``&``, ``|`` and ``~`` (or :func:`all_of` / :func:`any_of`).
-    """
-
-    create: Callable[[Obj], bool] = _yes
-    update: Callable[[Obj, Obj], bool] = _yes2
-    delete: Callable[[Obj], bool] = _yes
-
-    def __and__(self, other: Predicate) -> Predicate:
-        return all_of(self, other)
-
-    def __or__(self, other: Predicate) -> Predicate:
-        return any_of(self, other)
-
-    def __invert__(self) -> Predicate:
-        return Predicate(
-            create=lambda o: not self.create(o),
-            update=lambda old, new: not self.update(old, new),
-            delete=lambda o: not self.delete(o),
-        )
-
-
-def all_of(*predicates: Predicate) -> Predicate:
-    """Passes an event only if every predicate does."""
-    return Predicate(
-        create=lambda o: all(p.create(o) for p in predicates),
-        update=lambda old, new: all(p.update(old, new) for p in predicates),
-        delete=lambda o: all(p.delete(o) for p in predicates),
-    )
-
-
-def any_of(*predicates: Predicate) -> Predicate:
-    """Passes an event if at least one predicate does."""
-    return Predicate(
-        create=lambda o: any(p.create(o) for p in predicates),
-        update=lambda old, new: any(p.update(old, new) for p in predicates),
-        delete=lambda o: any(p.delete(o) for p in predicates),
-    )
-
-
-def _meta(obj: Obj, field: str) -> object:
-    return (obj.get("metadata") or {}).get(field)
-
-
-GENERATION_CHANGED = Predicate(
-    update=lambda old, new: _meta(old, "generation") != _meta(new, "generation")
-)
-"""Updates only when ``metadata.generation`` moved (spec changes; ignores status-only writes)."""
-
-RESOURCE_VERSION_CHANGED = Predicate(
-    update=lambda old, new: _meta(old, "resourceVersion") != _meta(new, "resourceVersion")
-)
-"""Updates only when the object really changed (drops periodic-resync re-deliveries)."""
 
 
 class EventSource(Protocol):
@@ -417,10 +312,9 @@ class Controller:
         return "success"
 
 
+# Mapper and Predicate are the types of watch()'s arguments, so they are exported here too.
 __all__ = [
-    "GENERATION_CHANGED",
     "PANIC_TYPES",
-    "RESOURCE_VERSION_CHANGED",
     "Controller",
     "EventSource",
     "Mapper",
@@ -428,8 +322,4 @@ __all__ = [
     "Reconcile",
     "Result",
     "TerminalError",
-    "all_of",
-    "any_of",
-    "enqueue_controller_owner",
-    "enqueue_object",
 ]

@@ -18,15 +18,11 @@ from agentic_operator.clock import Clock
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.resources import AGENTIC_SESSIONS, JOBS, PODS, SERVICES, Obj, object_key
 from agentic_operator.runtime.cache import CacheWriter, LabelIndex
-from agentic_operator.runtime.controller import (
-    Controller,
-    Predicate,
-    enqueue_controller_owner,
-    enqueue_object,
-)
+from agentic_operator.runtime.controller import Controller
 from agentic_operator.runtime.events import EventRecorder
 from agentic_operator.runtime.informer import Informer
 from agentic_operator.runtime.manager import Manager
+from agentic_operator.runtime.predicates import Predicate, enqueue_controller_owner, enqueue_object
 from agentic_operator.sessions import model
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.observe import Caches
