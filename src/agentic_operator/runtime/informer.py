@@ -10,14 +10,14 @@ The reflector loop follows client-go's ``tools/cache`` contract:
    and bookmarks both advance it), without listing;
 4. on 410 Gone (HTTP or a watch ERROR event) the resourceVersion is too old: relist and diff;
 5. on other failures (API server unreachable, 5xx, a silent stream detected by the client's
-   inactivity timeout) back off exponentially with jitter, capped at 30 s, then watch again (or
-   list again when it was the list that failed).
+   inactivity timeout) back off exponentially with jitter, capped at 30 s (:mod:`.backoff`), then
+   watch again (or list again when it was the list that failed).
 
 Handlers are synchronous callbacks that run on the event loop right after the store changed, so
 they see the store already updated; they are expected to be quick (enqueue a key). An exception in
-a handler is logged and never stops the informer. Updates whose resourceVersion did not change are
-not delivered, except by the optional periodic resync, which re-delivers every object as
-``update(obj, obj)``.
+a handler is logged and never stops the informer (:mod:`.handlers`). Updates whose resourceVersion
+did not change are not delivered, except by the optional periodic resync, which re-delivers every
+object as ``update(obj, obj)``.
 
 To save memory, stored objects lose ``metadata.managedFields`` (often larger than the rest of the
 object) and the ``kubectl.kubernetes.io/last-applied-configuration`` annotation unless
@@ -37,7 +37,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -46,6 +46,8 @@ from agentic_operator.kube import codec
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import Gone, error_from_status
 from agentic_operator.kube.resources import Obj, Resource, object_key
+from agentic_operator.runtime.backoff import Backoff
+from agentic_operator.runtime.handlers import Handlers, OnAdd, OnDelete, OnUpdate
 from agentic_operator.runtime.store import CompactStore, Store
 
 __all__ = ["CompactStore", "Informer", "Store", "prune_object"]
@@ -63,16 +65,6 @@ stalled (a half-open connection, an overloaded server) and waiting out the serve
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
-OnAdd = Callable[[Obj], None]
-OnUpdate = Callable[[Obj, Obj], None]
-OnDelete = Callable[[Obj], None]
-
-
-class _Handler(NamedTuple):
-    on_add: OnAdd | None
-    on_update: OnUpdate | None
-    on_delete: OnDelete | None
-
 
 def prune_object(obj: Obj) -> Obj:
     """Drop fields an operator never reads but that dominate memory (in place; returns ``obj``)."""
@@ -83,23 +75,6 @@ def prune_object(obj: Obj) -> Obj:
         if annotations and LAST_APPLIED in annotations:
             del annotations[LAST_APPLIED]
     return obj
-
-
-class _Backoff:
-    """Exponential backoff with jitter: ``initial * 2**n`` capped at ``cap``, scaled by [0.5, 1]."""
-
-    def __init__(self, initial: float = 0.8, cap: float = 30.0) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.initial * 2.0 ** min(self.failures, 32))
-        self.failures += 1
-        return delay * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class _ShortWatchError(Exception):
@@ -144,9 +119,13 @@ class Informer:
         self._clock = clock or RealClock()
         self._page_size = page_size
         self._watch_timeout = watch_timeout
-        self._handlers: list[_Handler] = []
+        self._handlers = Handlers(self.name, log)
+        # Copied from the handlers and their methods bound once: these are on the per-event path.
         self._wants_old = False
         self._has_add = False
+        self._notify_add = self._handlers.notify_add
+        self._notify_update = self._handlers.notify_update
+        self._notify_delete = self._handlers.notify_delete
         self._synced = asyncio.Event()
         self._last_rv = ""
         self._events_seen = 0
@@ -168,13 +147,12 @@ class Informer:
     ) -> None:
         """Register callbacks. A handler added after the first sync first gets an add for every
         object already in the store, so late registration misses nothing."""
-        handler = _Handler(on_add, on_update, on_delete)
-        self._handlers.append(handler)
-        self._wants_old = any(h.on_update is not None for h in self._handlers)
-        self._has_add = any(h.on_add is not None for h in self._handlers)
+        self._handlers.add(on_add, on_update, on_delete)
+        self._wants_old = self._handlers.wants_old
+        self._has_add = self._handlers.has_add
         if on_add is not None:
             for obj in self.store.list():
-                self._call(on_add, obj)
+                self._handlers.call(on_add, obj)
 
     def has_synced(self) -> bool:
         """True once the first LIST has been stored (stays True across relists)."""
@@ -291,7 +269,7 @@ class Informer:
     # -- reflector -------------------------------------------------------------------------------
 
     async def _reflect(self) -> None:
-        backoff = _Backoff()
+        backoff = Backoff()
         need_list = True
         while True:
             seen_before = self._events_seen
@@ -314,10 +292,7 @@ class Informer:
             except Exception as exc:
                 if self._events_seen > seen_before:
                     backoff.reset()  # the stream worked for a while: start over from short delays
-                delay = backoff.next()
-                retry_after = getattr(exc, "retry_after", None)
-                if isinstance(retry_after, int | float):
-                    delay = max(delay, float(retry_after))
+                delay = backoff.after(exc)
                 what = "list" if need_list else "watch"
                 log.warning(
                     "%s: %s failed (%s: %s); retrying in %.1fs",
@@ -419,24 +394,3 @@ class Informer:
         except Exception:
             log.exception("%s: transform failed; object skipped", self.name)
             return None
-
-    def _notify_add(self, obj: Obj) -> None:
-        for h in self._handlers:
-            if h.on_add is not None:
-                self._call(h.on_add, obj)
-
-    def _notify_update(self, old: Obj, new: Obj) -> None:
-        for h in self._handlers:
-            if h.on_update is not None:
-                self._call(h.on_update, old, new)
-
-    def _notify_delete(self, obj: Obj) -> None:
-        for h in self._handlers:
-            if h.on_delete is not None:
-                self._call(h.on_delete, obj)
-
-    def _call(self, fn: Callable[..., None], *args: Obj) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("%s: event handler %r failed", self.name, fn)
