@@ -77,9 +77,12 @@ class MethodNotAllowed(ApiError):
 
 
 class Conflict(ApiError):
-    """409 other than AlreadyExists: a stale ``resourceVersion`` or a failed precondition.
+    """409: a stale ``resourceVersion``, a failed precondition, a server-side apply field conflict,
+    or (the subclass :class:`AlreadyExists`) a create for a name that is taken.
 
-    The state moved under the caller: re-read and decide again, never overwrite.
+    The state moved under the caller: re-read and decide again, never overwrite. ``except
+    Conflict`` catches AlreadyExists too; a caller for whom the two mean different things catches
+    AlreadyExists first.
     """
 
     default_status = 409
@@ -149,7 +152,11 @@ class ServerTimeout(ServerError):
 
 
 class TransportError(KubeError):
-    """No HTTP response: connection refused or reset, DNS failure, TLS failure, broken stream."""
+    """No HTTP response: connection refused or reset, DNS failure, TLS failure, broken stream.
+
+    A write that fails this way after it went out may have been applied (the message says so when
+    the server closed the connection before answering); it is not retried by the client.
+    """
 
 
 class RequestTimeout(TransportError):
