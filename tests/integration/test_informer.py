@@ -14,7 +14,6 @@ import pytest
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.codec import decode_envelope
 from agentic_operator.kube.config import load_config
-from agentic_operator.kube.http1 import ConnectionPool
 from agentic_operator.kube.resources import EVENTS, Obj, Resource, object_key
 from agentic_operator.runtime.informer import Informer
 
@@ -65,13 +64,10 @@ class ObservedClient(ApiClient):
 @pytest.fixture
 async def client(control_plane: Any) -> AsyncIterator[ObservedClient]:
     config = await load_config(str(control_plane.kubeconfig))
+    # The session from_config gives the operator (whose idle connections an API server restart
+    # kills).
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    # The transports from_config gives the operator: requests on the keep-alive pool (whose idle
-    # connections an API server restart kills), watches on aiohttp.
-    pool = ConnectionPool(
-        config.host, lambda: config.ssl_context, server_hostname=config.tls_server_name
-    )
-    c = ObservedClient(config, session, qps=0, pool=pool)
+    c = ObservedClient(config, session, qps=0)
     yield c
     await c.close()
 

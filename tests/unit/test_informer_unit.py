@@ -24,7 +24,6 @@ from agentic_operator.kube import errors
 from agentic_operator.kube.client import ApiClient, WatchLineSplitter
 from agentic_operator.kube.codec import decode_watch_line
 from agentic_operator.kube.config import KubeConfig
-from agentic_operator.kube.http1 import ConnectionPool
 from agentic_operator.kube.resources import Obj, Resource
 from agentic_operator.registry import REGISTRY
 from agentic_operator.runtime.informer import LAST_APPLIED, Informer, prune_object
@@ -224,18 +223,13 @@ def clock() -> RecordingClock:
     return RecordingClock()
 
 
-@pytest.fixture(params=["http1", "aiohttp"])
-async def client(
-    api: FakeApi, clock: RecordingClock, request: pytest.FixtureRequest
-) -> AsyncIterator[ApiClient]:
-    """The client on both transports: the keep-alive pool (what from_config uses when no proxy
-    is configured) and aiohttp alone (proxies; watches always)."""
+@pytest.fixture
+async def client(api: FakeApi, clock: RecordingClock) -> AsyncIterator[ApiClient]:
     import aiohttp
 
     config = KubeConfig(host=api.url, source="test", configuration=Configuration())
     session = aiohttp.ClientSession()
-    pool = ConnectionPool(api.url, lambda: None) if request.param == "http1" else None
-    c = ApiClient(config, session, qps=0, clock=clock, max_read_retries=2, pool=pool)
+    c = ApiClient(config, session, qps=0, clock=clock, max_read_retries=2)
     yield c
     await c.close()
 

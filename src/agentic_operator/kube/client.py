@@ -1,8 +1,13 @@
 """A thin async client for the Kubernetes API on plain dicts.
 
-Requests go through one aiohttp session; bodies are encoded and decoded with orjson, and objects
-stay ``dict``s (no model classes): decoding a watch event this way costs microseconds instead of
-the hundreds of microseconds a model-based client spends.
+Every request of a client, watches included, goes through its one aiohttp session (keep-alive
+connections, no limit on their number: each watch holds one for minutes, and the token bucket,
+not the pool, bounds the request rate). A pool of our own framed by h11 was measured against it
+and was not cheaper beyond the noise; the hand-framed pool it would have replaced was cheaper, but
+its framing was ours to maintain and it re-sent written POSTs (docs/benchmarks.md, "One HTTP
+stack"). Bodies are encoded and decoded with orjson, and objects stay ``dict``s (no model
+classes): decoding a watch event this way costs microseconds instead of the hundreds of
+microseconds a model-based client spends.
 
 Every request:
 
@@ -14,10 +19,23 @@ Every request:
   ``rest_client_request_duration_seconds{verb,resource}``, and in :attr:`ApiClient.request_counts`;
 * fails with a typed error from :mod:`agentic_operator.kube.errors`.
 
-Reads (GET, LIST) are retried a few times on transient failures with exponential backoff, honouring
-``Retry-After``. Writes are retried only on 429, which guarantees the server did not process them:
-after a timeout or a 5xx a write may have been applied, and only the caller (who re-reads state)
-can tell whether to repeat it.
+Repeats, from the bottom up:
+
+* **Connection.** aiohttp never writes to an idle connection it knows to be closed (the server's
+  idle timeout, an API server restart): such a request goes out on a new connection, whatever its
+  method. When a connection ends after the request was written and before the answer, aiohttp
+  sends it once more only if its method is idempotent in RFC 9110 (GET, HEAD, OPTIONS, TRACE, PUT,
+  DELETE: :data:`RESENT_METHODS`). A POST or PATCH is never sent twice; it fails with a
+  :class:`~.errors.TransportError` that says it may have been applied. (A repeated PUT leaves
+  the object as the first one did, or fails with a Conflict when it carries the resourceVersion
+  the first one changed; a repeated DELETE answers NotFound.)
+* **401.** The credentials are reloaded once and the request is repeated: the server refused it
+  without processing it.
+* **Retry policy.** Reads (GET, LIST) are retried a few times on transient failures
+  (:func:`~.errors.is_transient`) with exponential backoff, honouring ``Retry-After``. Writes are
+  retried only on 429, which guarantees the server did not process them: after a timeout, a broken
+  connection or a 5xx a write may have been applied, and only the caller (who re-reads state) can
+  tell whether to repeat it.
 """
 
 from __future__ import annotations
@@ -50,7 +68,6 @@ from agentic_operator.kube.errors import (
     error_from_status,
     is_transient,
 )
-from agentic_operator.kube.http1 import ConnectionPool
 from agentic_operator.kube.resources import Obj, Resource
 from agentic_operator.ratelimit import BucketRateLimiter
 
@@ -90,6 +107,11 @@ _VERB_BY_METHOD = {
 }
 
 _ERROR_CODE = "<error>"  # client-go's code label when no response arrived
+
+RESENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods aiohttp sends once more when the connection ends after the request was written and
+before the answer (RFC 9110's idempotent methods; tests/unit/test_client_transport.py holds it to
+that)."""
 
 
 class WatchLineSplitter:
@@ -166,13 +188,9 @@ class ApiClient:
         request_timeout: float = 30.0,
         max_read_retries: int = 4,
         clock: Clock | None = None,
-        pool: ConnectionPool | None = None,
     ) -> None:
-        """``pool`` carries the request/response calls when given (see :mod:`.http1`); without
-        it, or for watches, ``session`` does."""
         self.config = config
         self._session = session
-        self._pool = pool
         self._clock = clock or RealClock()
         # qps <= 0 disables client-side throttling (controller-runtime's default: rely on APF).
         self._bucket = BucketRateLimiter(qps, burst, self._clock) if qps > 0 else None
@@ -185,8 +203,6 @@ class ApiClient:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
         await self._session.close()
 
     async def __aenter__(self) -> Self:
@@ -595,6 +611,8 @@ class ApiClient:
                 code = str(status)
             except TimeoutError:
                 raise RequestTimeout(f"{method} {path}: timed out") from None
+            except aiohttp.ServerDisconnectedError as exc:
+                raise TransportError(_disconnected(method, path)) from exc
             except (aiohttp.ClientError, OSError) as exc:
                 raise TransportError(f"{method} {path}: {exc!r}") from exc
             finally:
@@ -620,19 +638,10 @@ class ApiClient:
         data: bytes | None = None,
         content_type: str | None = None,
     ) -> bytes:
-        """One request whose answer is read whole; returns the body of a 2xx answer.
-
-        Goes through the keep-alive :class:`~.http1.ConnectionPool` when there is one, else
-        through aiohttp.
-        """
+        """One request whose answer is read whole; returns the body of a 2xx answer."""
         target = path + ("?" + urlencode(params) if params else "")
-        pool = self._pool
 
         async def perform(headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
-            if pool is not None:
-                return await pool.request(
-                    method, target, headers.items(), data, self._timeout.total
-                )
             async with self._session.request(
                 method,
                 self.config.host + target,
@@ -691,6 +700,14 @@ class ApiClient:
         return await self._attempts(verb, resource, "GET", path, perform, _drain)
 
 
+def _disconnected(method: str, path: str) -> str:
+    """What a connection that ended after the request went out and before the answer means."""
+    text = f"{method} {path}: the server closed the connection before answering"
+    if method in RESENT_METHODS:
+        return f"{text}, also when the request was sent once more"
+    return f"{text}; the request may have been applied, and a {method} is not sent twice"
+
+
 async def _body_as_is(body: bytes) -> bytes:
     return body
 
@@ -715,23 +732,11 @@ async def from_config(
     max_read_retries: int = 4,
     clock: Clock | None = None,
 ) -> ApiClient:
-    """A client for ``config`` with its own connections (close it with :meth:`ApiClient.close`).
-
-    Requests go through a keep-alive :class:`~.http1.ConnectionPool`, watches (and, when the
-    kubeconfig names a proxy, everything) through aiohttp. Neither pool limits connections: every
-    watch holds one for minutes, and the token bucket, not the pool, bounds the request rate.
+    """A client for ``config`` with its own aiohttp session (close it with
+    :meth:`ApiClient.close`). The connector does not limit connections: every watch holds one for
+    minutes, and the token bucket, not the pool, bounds the request rate.
     """
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    pool = None
-    if config.proxy is None:
-        try:
-            pool = ConnectionPool(
-                config.host,
-                lambda: config.ssl_context,
-                server_hostname=config.tls_server_name,
-            )
-        except ValueError:
-            pool = None  # an unusual server URL: aiohttp copes or reports it
     return ApiClient(
         config,
         session,
@@ -741,7 +746,6 @@ async def from_config(
         request_timeout=request_timeout,
         max_read_retries=max_read_retries,
         clock=clock,
-        pool=pool,
     )
 
 
