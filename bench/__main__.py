@@ -88,6 +88,9 @@ FIGURES: dict[str, Figure] = {
     "floor_uvloop_tls_push_us": Figure(
         "pushed message CPU us, uvloop streams, TLS", ",.1f", note="(a watch event's transport)"
     ),
+    "client_get_uvloop_tls_us": Figure(
+        "ApiClient.get CPU us, aiohttp, uvloop, TLS", ",.1f", note="(the operator's request path)"
+    ),
     # bench/operator_bench.py: full run
     "sessions": Figure("sessions created at once"),
     "failed": Figure("  of which Failed"),
