@@ -5,9 +5,9 @@
     python -m bench --only queue --only informer     # no control plane needed (floor neither)
 
 Each figure is printed next to its target (listed in docs/benchmarks.md: the queue and informer
-targets of the controller runtime, the writes, memory and no-op targets of the operator). A missed target is reported, not turned into a failure: the machine
-is shared and noisy, and a benchmark is not a test. The exit status is non-zero only when a
-benchmark could not run.
+targets of the controller runtime, the writes, memory and no-op targets of the operator). A
+missed target is reported, not turned into a failure: the machine is shared and noisy, and a
+benchmark is not a test. The exit status is non-zero only when a benchmark could not run.
 """
 
 from __future__ import annotations
