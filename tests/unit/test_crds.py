@@ -84,8 +84,13 @@ def test_identity(file: str, resource: Any, singular: str, short: str) -> None:
 
 @pytest.mark.parametrize("file", ["agenticsessions.yaml", "projectsettings.yaml"])
 def test_structural_schema(file: str) -> None:
-    """Every node typed (or int-or-string), nothing preserves unknown fields (pruning stays on)."""
+    """Every node typed (or int-or-string); pruning stays on everywhere but inside a custom MCP
+    server's definition, whose shape belongs to the MCP server (the platform's schema keeps it)."""
+    opaque = {".spec.mcpServers.custom{}"}
     for path, node in walk(schema(load(file))):
+        if path in opaque:
+            assert node == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}, path
+            continue
         assert "x-kubernetes-preserve-unknown-fields" not in node, path
         assert "type" in node or node.get("x-kubernetes-int-or-string") is True, path
 
@@ -111,6 +116,9 @@ def test_session_spec_fields(sessions_crd: dict[str, Any]) -> None:
         "userContext",
         "llmSettings",
         "timeout",
+        "inactivityTimeout",
+        "stopOnRunFinished",
+        "mcpServers",
         "autoPushOnComplete",
         "activeWorkflow",
         "environmentVariables",
@@ -125,13 +133,25 @@ def test_session_spec_fields(sessions_crd: dict[str, Any]) -> None:
         "description": "Git repository URL.",
     }
     assert repo["properties"]["branch"]["default"] == "main"
+    assert repo["properties"]["autoPush"] == {
+        "type": "boolean",
+        "default": False,
+        "description": repo["properties"]["autoPush"]["description"],
+    }
     assert spec["interactive"]["default"] is True
     assert spec["autoPushOnComplete"]["default"] is False
     assert spec["timeout"]["type"] == "integer"
     assert spec["timeout"]["minimum"] == 1
-    assert "default" not in spec["timeout"]
+    assert spec["timeout"]["default"] == 300, "as the platform's CRD: the backend reads it back"
+    assert (spec["inactivityTimeout"]["type"], spec["inactivityTimeout"]["minimum"]) == (
+        "integer",
+        0,
+    )
+    assert "default" not in spec["inactivityTimeout"], "unset falls back to the project's value"
+    assert spec["stopOnRunFinished"]["type"] == "boolean"
+    assert set(spec["mcpServers"]["properties"]) == {"custom", "disabled"}
     llm = spec["llmSettings"]["properties"]
-    assert llm["model"]["default"] == "claude-3-7-sonnet-latest"
+    assert llm["model"]["default"] == "claude-sonnet-4-6"
     assert (
         llm["temperature"]["type"],
         llm["temperature"]["minimum"],
@@ -159,6 +179,8 @@ def test_session_status_fields(sessions_crd: dict[str, Any]) -> None:
         "run",
         "startTime",
         "completionTime",
+        "lastActivityTime",
+        "stoppedReason",
         "reconciledRepos",
         "reconciledWorkflow",
         "sdkSessionId",
@@ -168,6 +190,8 @@ def test_session_status_fields(sessions_crd: dict[str, Any]) -> None:
     assert status["phase"]["enum"] == [str(p) for p in model.Phase]
     assert status["run"]["type"] == "integer"
     assert status["startTime"]["format"] == "date-time"
+    assert status["lastActivityTime"]["format"] == "date-time"
+    assert status["stoppedReason"]["enum"] == ["user", "inactivity"]
     assert status["completionTime"]["format"] == "date-time"
     cond = status["conditions"]["items"]
     assert cond["required"] == ["type", "status"]
@@ -208,7 +232,12 @@ def test_project_settings(settings_crd: dict[str, Any]) -> None:
     repo = spec["properties"]["repositories"]["items"]
     assert repo["required"] == ["url"]
     assert repo["properties"]["provider"]["enum"] == ["github", "gitlab"]
+    idle = spec["properties"]["inactivityTimeoutSeconds"]
+    assert (idle["type"], idle["minimum"], idle["default"]) == ("integer", 0, 86400)
+    assert set(spec["properties"]["mcpServers"]["properties"]) == {"custom", "disabled"}
     status = root["properties"]["status"]["properties"]
+    assert status["scheduledSessionRBACReady"]["type"] == "boolean"
+    assert status["limitRangeReady"]["type"] == "boolean"
     assert status["groupBindingsCreated"] == {
         "type": "integer",
         "minimum": 0,
