@@ -1,10 +1,10 @@
 """Composition: settings -> API clients, manager, the session and project controllers. Run it.
 
 Each controller registers its own informers, watches and reconciler with the manager
-(``sessions.setup``, ``projects.setup``); this module only decides what goes together: one
-managed-namespace informer shared by both, one Event recorder on a client of its own, leader
-election when asked for, and the legacy driver instead of the session controller with
-``--legacy-watch``.
+(``sessions.setup``, ``projects.setup``); this module only decides what goes together: the
+managed-namespace and ProjectSettings informers both share, one Event recorder on a client of its
+own, leader election when asked for, and the legacy driver instead of the session controller
+with ``--legacy-watch``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import uuid
 from agentic_operator.clock import RealClock
 from agentic_operator.kube.client import ApiClient, connect, from_config
 from agentic_operator.kube.config import ConfigError
-from agentic_operator.kube.resources import NAMESPACES
+from agentic_operator.kube.resources import NAMESPACES, PROJECT_SETTINGS
 from agentic_operator.legacy.watch import LegacyWatchLoop
 from agentic_operator.projects import setup as projects
 from agentic_operator.projects.setup import MANAGED_SELECTOR
@@ -65,13 +65,16 @@ class Operator:
         namespaces = Informer(
             client, NAMESPACES, label_selector=MANAGED_SELECTOR, name="namespaces"
         )
+        project_settings = Informer(client, PROJECT_SETTINGS, name="projectsettings")
         self.manager.add_informer(namespaces)
+        self.manager.add_informer(project_settings)
         self.sessions = sessions.setup_with_manager(
             self.manager,
             client,
             s.sessions,
             self.recorder,
             namespaces,
+            project_settings,
             clock=clock,
             max_concurrent_reconciles=s.max_concurrent_reconciles,
             controller=not s.legacy_watch,
@@ -85,7 +88,9 @@ class Operator:
                     clock=clock,
                 )
             )
-        projects.setup_with_manager(self.manager, client, self.recorder, namespaces, clock=clock)
+        projects.setup_with_manager(
+            self.manager, client, self.recorder, namespaces, project_settings, clock=clock
+        )
 
 
 async def run(settings: Settings) -> int:

@@ -56,6 +56,14 @@ def parse_positive_seconds(value: str) -> int:
     return parse_positive_int(value, unit="seconds")
 
 
+def parse_seconds_or_zero(value: str) -> int:
+    """Whole seconds >= 0, where 0 means "off" (``86400``, ``0``)."""
+    text = value.strip()
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    raise ValueError(f"expected a whole number of seconds (0 to turn it off), got {value!r}")
+
+
 def parse_positive_float(value: str) -> float:
     """A positive decimal number such as ``100`` or ``0.5`` (a rate)."""
     text = value.strip()

@@ -50,10 +50,11 @@ def test_session_completes_and_cleans_up(
     create(deployed, session("ok", namespace, duration="2s"))
 
     job = wait_for("the runner Job", lambda: get_json(deployed, "job", "ok-job", "-n", namespace))
-    # The Job model: one pod, never retried, owned by the session, deadline from the default.
+    # The Job model: one pod, never retried, owned by the session, no deadline (sessions run
+    # until they are stopped; MAX_SESSION_DURATION is off by default).
     spec = job["spec"]
     assert spec["backoffLimit"] == 0
-    assert spec["activeDeadlineSeconds"] == 14400
+    assert "activeDeadlineSeconds" not in spec
     assert job["metadata"]["annotations"]["ambient-code.io/run"] == "1"
     owner = job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("AgenticSession", "ok", True)
@@ -146,13 +147,14 @@ def test_runner_failures_mark_the_session_failed(
     wait_for("Job deleted", lambda: not exists(deployed, "job", "bad-job", namespace))
 
 
-def test_timeout_is_enforced_by_the_job_deadline(
-    deployed: Cluster, namespace: str, operator: OperatorProcess
+def test_the_optional_ceiling_is_enforced_by_the_job_deadline(
+    deployed: Cluster, namespace: str, start_operator: StartOperator
 ) -> None:
+    start_operator(env={"MAX_SESSION_DURATION": "3"})
     runner_secret(deployed, namespace)
-    create(deployed, session("slow", namespace, outcome="run-forever", timeout=3))
+    create(deployed, session("slow", namespace, outcome="run-forever", timeout=300))
     job = wait_for("Job", lambda: get_json(deployed, "job", "slow-job", "-n", namespace))
-    assert job["spec"]["activeDeadlineSeconds"] == 3
+    assert job["spec"]["activeDeadlineSeconds"] == 3, "the ceiling, not spec.timeout"
     failed = wait_phase(deployed, namespace, "slow", "Failed", timeout=40)
     assert condition(failed, "Ready")["reason"] == "Timeout"
 
@@ -475,7 +477,7 @@ def test_operator_settings_shape_the_job_and_langfuse_is_optional(
             "LANGFUSE_ENABLED": "true",
             "AMBIENT_CODE_RUNNER_IMAGE": "registry.example.com/runner:v9",
             "IMAGE_PULL_POLICY": "Always",
-            "DEFAULT_SESSION_TIMEOUT": "900",
+            "MAX_SESSION_DURATION": "900",
             "RUNNER_CPU_REQUEST": "250m",
             "RUNNER_MEMORY_LIMIT": "1Gi",
         }
@@ -495,7 +497,7 @@ def test_operator_settings_shape_the_job_and_langfuse_is_optional(
     assert runner["resources"]["requests"]["cpu"] == "250m"
     assert runner["resources"]["limits"]["memory"] == "1Gi"
     env = {e["name"]: e for e in runner["env"]}
-    assert env["TIMEOUT"]["value"] == "900"
+    assert env["TIMEOUT"]["value"] == "300", "spec.timeout's CRD default, not the ceiling"
     assert env["LANGFUSE_HOST"]["valueFrom"]["secretKeyRef"] == {
         "name": "ambient-admin-langfuse-secret",
         "key": "LANGFUSE_HOST",

@@ -65,7 +65,7 @@ def job(
     run: int = 1,
     owned: bool = True,
     deleting: bool = False,
-    deadline: int = 14400,
+    deadline: int | None = None,
 ) -> Obj:
     meta: Obj = {
         "name": f"{NAME}-job",
@@ -79,11 +79,8 @@ def job(
     }
     if deleting:
         meta["deletionTimestamp"] = ago(1)
-    return {
-        "metadata": meta,
-        "spec": {"activeDeadlineSeconds": deadline},
-        "status": {"conditions": list(conditions)},
-    }
+    spec: Obj = {} if deadline is None else {"activeDeadlineSeconds": deadline}
+    return {"metadata": meta, "spec": spec, "status": {"conditions": list(conditions)}}
 
 
 def cond(type_: str, reason: str = "", message: str = "") -> Obj:

@@ -195,6 +195,7 @@ class World:
             services=self.services,
             namespaces=self.namespaces,
             pods_by_session=lambda ns, name: list(self.pods),
+            project_settings=DictCache(),
         )
         self.recorder, self.runner = Recorder(), Runner()
         self.clock = FakeClock(wall_start=NOW)

@@ -100,7 +100,7 @@ ENV_ROWS = [
     pytest.param(
         session(initialPrompt="fix the bug"), CFG, 1, "INITIAL_PROMPT", "fix the bug", id="prompt"
     ),
-    pytest.param(session(), CFG, 1, "LLM_MODEL", "claude-3-7-sonnet-latest", id="model-default"),
+    pytest.param(session(), CFG, 1, "LLM_MODEL", "claude-sonnet-4-6", id="model-default"),
     pytest.param(session(llmSettings={"model": "m2"}), CFG, 1, "LLM_MODEL", "m2", id="model"),
     pytest.param(session(), CFG, 1, "LLM_TEMPERATURE", "0.70", id="temperature-default"),
     pytest.param(
@@ -123,15 +123,15 @@ ENV_ROWS = [
     pytest.param(
         session(llmSettings={"maxTokens": 123}), CFG, 1, "LLM_MAX_TOKENS", "123", id="max-tokens"
     ),
-    pytest.param(session(), CFG, 1, "TIMEOUT", "14400", id="timeout-default"),
+    pytest.param(session(), CFG, 1, "TIMEOUT", "300", id="timeout-default"),
     pytest.param(session(timeout=900), CFG, 1, "TIMEOUT", "900", id="timeout"),
     pytest.param(
-        session(),
-        SessionConfig(default_timeout=77),
+        session(timeout=900),
+        SessionConfig(max_session_duration=77),
         1,
         "TIMEOUT",
-        "77",
-        id="timeout-config-default",
+        "900",
+        id="timeout-not-the-ceiling",
     ),
     pytest.param(session(), CFG, 1, "AUTO_PUSH_ON_COMPLETE", "false", id="autopush-default"),
     pytest.param(
@@ -394,7 +394,7 @@ def test_job_metadata_and_policy() -> None:
     spec = job["spec"]
     assert spec["backoffLimit"] == 0
     assert spec["podReplacementPolicy"] == "Failed"
-    assert spec["activeDeadlineSeconds"] == 1200
+    assert "activeDeadlineSeconds" not in spec, "spec.timeout (1200) is not a deadline"
     assert spec["ttlSecondsAfterFinished"] == 600
     tmeta = spec["template"]["metadata"]
     assert tmeta["labels"] == meta["labels"]
@@ -405,13 +405,14 @@ def test_job_metadata_and_policy() -> None:
 @pytest.mark.parametrize(
     ("obj", "cfg", "deadline"),
     [
-        (session(), CFG, 14400),
-        (session(), SessionConfig(default_timeout=60), 60),
-        (session(timeout=5), SessionConfig(default_timeout=60), 5),
+        (session(), CFG, None),
+        (session(timeout=5), CFG, None),
+        (session(), SessionConfig(max_session_duration=60), 60),
+        (session(timeout=5), SessionConfig(max_session_duration=60), 60),
     ],
 )
-def test_active_deadline(obj: Obj, cfg: SessionConfig, deadline: int) -> None:
-    assert build_job(obj, cfg, run=1)[0]["spec"]["activeDeadlineSeconds"] == deadline
+def test_active_deadline_is_only_the_ceiling(obj: Obj, cfg: SessionConfig, deadline: int) -> None:
+    assert build_job(obj, cfg, run=1)[0]["spec"].get("activeDeadlineSeconds") == deadline
 
 
 def test_pod_passes_restricted_pod_security() -> None:

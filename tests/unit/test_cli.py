@@ -34,7 +34,6 @@ INT_FLAGS = {
 }
 INT_VARIABLES = {
     "MAX_CONCURRENT_RECONCILES": "max_concurrent_reconciles",
-    "DEFAULT_SESSION_TIMEOUT": "sessions.default_timeout",
     "PENDING_TIMEOUT": "sessions.pending_timeout",
 }
 DURATION_FLAGS = {
@@ -121,7 +120,8 @@ def test_backend_namespace_defaults_to_namespace() -> None:
         ([], {"MAX_CONCURRENT_RECONCILES": "-1"}, "MAX_CONCURRENT_RECONCILES"),
         ([], {"DEV_MODE": "sometimes"}, "DEV_MODE"),
         ([], {"EVENT_LOOP": "trio"}, "EVENT_LOOP"),
-        ([], {"DEFAULT_SESSION_TIMEOUT": "abc"}, "DEFAULT_SESSION_TIMEOUT"),
+        ([], {"DEFAULT_INACTIVITY_TIMEOUT": "abc"}, "DEFAULT_INACTIVITY_TIMEOUT"),
+        ([], {"DEFAULT_INACTIVITY_TIMEOUT": "-1"}, "DEFAULT_INACTIVITY_TIMEOUT"),
         ([], {"PENDING_TIMEOUT": "0"}, "PENDING_TIMEOUT"),
     ],
 )

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions import inactivity
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.decide import decide
 from agentic_operator.sessions.observe import Observation, StartInputs
@@ -23,6 +24,7 @@ from agentic_operator.sessions.plan import (
     CallRunner,
     Create,
     Delete,
+    Patch,
     PatchSession,
     Plan,
     ProvisionToken,
@@ -32,6 +34,7 @@ from agentic_operator.sessions.plan import (
 from tests.unit.sessionfix import (
     CFG,
     RUNNING,
+    ago,
     cond,
     exited,
     job,
@@ -45,6 +48,8 @@ from tests.unit.sessionfix import (
 STOP = {"ambient-code.io/desired-phase": "Stopped"}
 START = {"ambient-code.io/desired-phase": "Running"}
 LEFT = 590.0  # pending time left of a run started 10 s ago (PENDING_TIMEOUT 600)
+IDLE_LEFT = 86390.0  # idle time left of a run started 10 s ago (DEFAULT_INACTIVITY_TIMEOUT 24 h)
+IDLE = {"ambient-code.io/stop-reason": "inactivity", **STOP}
 VERTEX = SessionConfig(
     use_vertex=True,
     cloud_ml_region="r",
@@ -65,6 +70,8 @@ def kind(action: Any) -> str:
         return "Runner"
     if isinstance(action, Create):
         return f"Create:{action.body['kind']}"
+    if isinstance(action, Patch):
+        return f"Patch:{action.resource.kind}"
     if isinstance(action, Replace):
         return f"Replace:{action.body['kind']}"
     assert isinstance(action, Delete)
@@ -244,47 +251,64 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         ("A4", "Failed", "PodFailed", ("Write", "Delete:Job/Background"), None),
     ),
     (
-        "A5 runner started",
+        "A5 Job of an earlier operator with a spec.timeout deadline",
+        observe(session("Running"), job(deadline=300), (pod(RUNNING),)),
+        ("A5", None, None, ("Patch:Job",), NEXT_STEP),
+    ),
+    (
+        "A5 Job without the configured ceiling",
+        observe(
+            session("Running"), job(), (pod(RUNNING),), cfg=SessionConfig(max_session_duration=7200)
+        ),
+        ("A5", None, None, ("Patch:Job",), NEXT_STEP),
+    ),
+    (
+        "A6 runner started",
         observe(session("Creating"), job(), (pod(RUNNING),)),
-        ("A5", "Running", "Running", ("Write",), None),
+        ("A6", "Running", "Running", ("Write",), None),
     ),
     (
-        "A5 runner started, spec changed meanwhile",
+        "A6 runner started, spec changed meanwhile",
         observe(session("Creating", generation=2), job(), (pod(RUNNING),)),
-        ("A5", "Running", "Running", ("Write",), NEXT_STEP),
+        ("A6", "Running", "Running", ("Write",), NEXT_STEP),
     ),
     (
-        "A6 spec changed while Running",
+        "A7 spec changed while Running",
         observe(
             session("Running", generation=2, spec={"repos": [{"url": "https://g/x/a.git"}]}),
             job(),
             (pod(RUNNING),),
         ),
-        ("A6", None, None, ("Runner",), None),
+        ("A7", None, None, ("Runner",), None),
     ),
     (
-        "A7 running, nothing new",
+        "A8 idle past the limit",
+        observe(session("Running", lastActivityTime=ago(86401)), job(), (pod(RUNNING),)),
+        ("A8", None, None, ("Patch",), NEXT_STEP),
+    ),
+    (
+        "A9 running, nothing new",
         observe(session("Running"), job(), (pod(RUNNING),)),
-        ("A7", None, None, (), None),
+        ("A9", None, None, (), IDLE_LEFT),
     ),
     (
-        "A8 Running, exit awaiting the Job's verdict",
+        "A10 Running, exit awaiting the Job's verdict",
         observe(session("Running"), job(), (pod(exited(1)),)),
-        ("A8", None, None, (), None),
+        ("A10", None, None, (), None),
     ),
     (
-        "A9 never started within the pending timeout",
+        "A11 never started within the pending timeout",
         observe(
             session("Creating", started=700),
             job(),
             (pod(waiting("ContainerCreating"), phase="Pending"),),
         ),
-        ("A9", "Failed", "PendingTimeout", ("Write", "Delete:Job/Background"), None),
+        ("A11", "Failed", "PendingTimeout", ("Write", "Delete:Job/Background"), None),
     ),
     (
-        "A10 still starting",
+        "A12 still starting",
         observe(session("Creating"), job(), (pod(waiting("ContainerCreating"), phase="Pending"),)),
-        ("A10", None, None, (), LEFT),
+        ("A12", None, None, (), LEFT),
     ),
     # --- Stopping
     (
@@ -301,6 +325,11 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         "S1 the Job of that name is not ours",
         observe(session("Stopping"), job(owned=False)),
         ("S1", "Stopped", "UserStopped", ("Write",), None),
+    ),
+    (
+        "S1 idle stop done",
+        observe(session("Stopping", ann=IDLE)),
+        ("S1", "Stopped", "InactivityTimeout", ("Write", "Patch"), None),
     ),
     (
         "S2 Job still there",
@@ -379,6 +408,7 @@ def test_table_rows_all_have_a_case() -> None:
     assert len(rows) >= 25, "the phase table was not found"
     covered = {r for c in CASES for r in re.findall(r"[NPASXTU]\d+", decide(c[1]).row)}
     assert rows - covered == set(), f"phase-table rows without a decision case: {rows - covered}"
+    assert covered - rows == set(), f"rows decide() names that the table lacks: {covered - rows}"
 
 
 # --- what the written status says -------------------------------------------------------------
@@ -448,13 +478,13 @@ def test_pending_timeout_names_the_conditions() -> None:
 
 
 def test_token_is_kept_while_it_outlives_the_run() -> None:
-    lifetime = max(CFG.token_lifetime, CFG.default_timeout + CFG.pending_timeout + 600)
+    lifetime = 2 * 86400 + CFG.pending_timeout + 600  # no ceiling: two days, plus the margins
     fresh = {
         "metadata": {
             "name": "ambient-runner-token-s1",
             "namespace": "proj",
             "resourceVersion": "3",
-            "annotations": {"ambient-code.io/token-expires-at": "2026-06-02T12:00:00Z"},
+            "annotations": {"ambient-code.io/token-expires-at": "2026-06-04T12:00:00Z"},
             "ownerReferences": [{"uid": "uid-s1", "controller": True}],
         },
         "data": {},
@@ -477,3 +507,93 @@ def test_vertex_copies_the_shared_secret() -> None:
     assert isinstance(copy, Create)
     assert copy.exists == "stale"
     assert copy.body["metadata"]["namespace"] == "proj"
+
+
+# --- idle auto-stop ---------------------------------------------------------------------------
+
+
+def running(**status: Any) -> Obj:
+    return session("Running", **status)
+
+
+@pytest.mark.parametrize(
+    ("spec", "project", "cfg", "limit"),
+    [
+        ({"inactivityTimeout": 20}, {"inactivityTimeoutSeconds": 600}, CFG, 20),
+        ({"inactivityTimeout": 0}, {"inactivityTimeoutSeconds": 600}, CFG, 0),
+        ({}, {"inactivityTimeoutSeconds": 600}, CFG, 600),
+        ({}, {"inactivityTimeoutSeconds": 0}, SessionConfig(default_inactivity_timeout=50), 0),
+        ({}, {}, SessionConfig(default_inactivity_timeout=50), 50),
+        ({}, None, CFG, 86400),
+        ({"inactivityTimeout": -1}, {"inactivityTimeoutSeconds": "x"}, CFG, 86400),
+    ],
+    ids=["session", "session-0", "project", "project-0", "variable", "default", "unusable"],
+)
+def test_idle_limit_precedence(
+    spec: Obj, project: Obj | None, cfg: SessionConfig, limit: int
+) -> None:
+    sess = session("Running", spec={"initialPrompt": "x", **spec})
+    ps = None if project is None else {"metadata": {"name": "projectsettings"}, "spec": project}
+    obs = replace(observe(sess, job(), (pod(RUNNING),), cfg=cfg), project_settings=ps)
+    assert inactivity.limit(obs) == limit
+    plan = decide(obs)
+    assert plan.row == "A9"
+    assert plan.requeue_after == (None if limit == 0 else limit - 10)
+
+
+@pytest.mark.parametrize(
+    ("status", "idle"),
+    [
+        ({"lastActivityTime": ago(100)}, False),
+        ({"lastActivityTime": ago(121)}, True),
+        ({}, False),  # counted from startTime (10 s ago)
+    ],
+)
+def test_idle_counts_from_the_last_activity(status: Obj, idle: bool) -> None:
+    sess = session("Running", spec={"inactivityTimeout": 120}, **status)
+    plan = decide(observe(sess, job(), (pod(RUNNING),)))
+    assert plan.row == ("A8" if idle else "A9")
+
+
+def test_idle_stop_asks_for_the_stop_and_says_why() -> None:
+    sess = session("Running", spec={"inactivityTimeout": 60}, lastActivityTime=ago(61))
+    plan = decide(observe(sess, job(), (pod(RUNNING),)))
+    patch = plan.actions[0]
+    assert isinstance(patch, PatchSession)
+    assert patch.patch["metadata"]["annotations"] == IDLE
+    stopping = decide(
+        observe({**sess, "metadata": {**sess["metadata"], "annotations": IDLE}}, job())
+    )
+    st = written(stopping)
+    assert st is not None
+    assert st["phase"] == "Stopping"
+    stopped = written(decide(observe(session("Stopping", ann=IDLE))))
+    assert stopped is not None
+    assert stopped["stoppedReason"] == "inactivity"
+    user = written(decide(observe(session("Stopping", ann=STOP))))
+    assert user is not None
+    assert user["stoppedReason"] == "user"
+    finished = {**STOP, "ambient-code.io/stop-reason": "run-finished"}
+    backend = written(decide(observe(session("Stopping", ann=finished))))
+    assert backend is not None
+    assert backend["stoppedReason"] == "user", "the CRD knows only user and inactivity"
+
+
+def test_restart_and_recovery_reset_the_idle_clock() -> None:
+    for terminal in ("Stopped", "Completed", "Failed"):
+        sess = session(
+            terminal,
+            ann={**START, "ambient-code.io/stop-reason": "inactivity"},
+            lastActivityTime=ago(100),
+            stoppedReason="inactivity",
+            completionTime=ago(50),
+        )
+        plan = decide(observe(sess))
+        st = written(plan)
+        assert st is not None
+        assert not {"lastActivityTime", "stoppedReason", "completionTime"} & set(st)
+        clear = next(a for a in plan.actions if isinstance(a, PatchSession))
+        assert clear.patch["metadata"]["annotations"] == {"ambient-code.io/stop-reason": None}
+    st = written(decide(observe(session("Running", lastActivityTime=ago(5)))))
+    assert st is not None
+    assert "lastActivityTime" not in st, "a vanished Job's new run starts its idle clock again"

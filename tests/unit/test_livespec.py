@@ -183,9 +183,9 @@ def test_baseline_workflow(status: Obj, job_obj: Obj | None, expected: Workflow 
 def test_runner_endpoint_template() -> None:
     client = RunnerClient(SessionConfig().runner_endpoint)
     assert client.base_url("team-a", "s1") == "http://session-s1.team-a.svc.cluster.local:8001"
-    assert RunnerClient("http://127.0.0.1:9/{namespace}/{session}/").base_url(
-        "ns", "s"
-    ) == ("http://127.0.0.1:9/ns/s")
+    assert RunnerClient("http://127.0.0.1:9/{namespace}/{session}/").base_url("ns", "s") == (
+        "http://127.0.0.1:9/ns/s"
+    )
 
 
 @pytest.mark.parametrize(

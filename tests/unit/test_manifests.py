@@ -21,10 +21,10 @@ import yaml
 
 from agentic_operator.kube.resources import Obj
 from agentic_operator.projects.bindings import (
-    PROJECT_SETTINGS_NAME,
     ROLE_TO_CLUSTERROLE,
     invalid_entries,
 )
+from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -175,7 +175,7 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     },
     ("vteam.ambient-code", "projectsettings/status"): {"get", "update", "patch"},
     ("", "namespaces"): READ,
-    ("batch", "jobs"): READ | {"create", "delete"},
+    ("batch", "jobs"): READ | {"create", "patch", "delete"},
     ("", "pods"): READ,
     ("", "services"): READ | {"create", "delete", "patch"},
     ("", "serviceaccounts"): {"get", "create"},

@@ -14,7 +14,6 @@ from agentic_operator.projects.bindings import (
     GROUP_ANNOTATION,
     MANAGED_LABEL,
     MAX_NAME_LENGTH,
-    PROJECT_SETTINGS_NAME,
     ROLE_TO_CLUSTERROLE,
     Plan,
     binding_name,
@@ -23,6 +22,7 @@ from agentic_operator.projects.bindings import (
     invalid_entries,
     plan_role_bindings,
 )
+from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
 
 UID = "11111111-2222-3333-4444-555555555555"
 OTHER_UID = "99999999-8888-7777-6666-555555555555"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from agentic_operator.sessions.config import DEFAULT_RUNNER_IMAGE, SessionConfig
@@ -21,7 +23,8 @@ def test_defaults() -> None:
     assert cfg.image_pull_policy == "IfNotPresent"
     assert cfg.operator_namespace == "default"
     assert cfg.backend_namespace == "default"
-    assert (cfg.default_timeout, cfg.pending_timeout, cfg.job_ttl_seconds) == (14400, 600, 600)
+    assert (cfg.pending_timeout, cfg.job_ttl_seconds) == (600, 600)
+    assert (cfg.default_inactivity_timeout, cfg.max_session_duration) == (86400, 0)
     assert cfg.token_lifetime == 3600
     assert not cfg.use_vertex
     assert not cfg.langfuse_enabled
@@ -42,8 +45,10 @@ def test_defaults() -> None:
         ({"NAMESPACE": "ops", "BACKEND_NAMESPACE": "be"}, "backend_namespace", "be"),
         ({"BACKEND_NAMESPACE": "be"}, "operator_namespace", "default"),
         ({"NAMESPACE": "  "}, "operator_namespace", "default"),
-        ({"DEFAULT_SESSION_TIMEOUT": "60"}, "default_timeout", 60),
-        ({"DEFAULT_SESSION_TIMEOUT": " 90 "}, "default_timeout", 90),
+        ({"DEFAULT_INACTIVITY_TIMEOUT": "60"}, "default_inactivity_timeout", 60),
+        ({"DEFAULT_INACTIVITY_TIMEOUT": " 0 "}, "default_inactivity_timeout", 0),
+        ({"MAX_SESSION_DURATION": "7200"}, "max_session_duration", 7200),
+        ({"MAX_SESSION_DURATION": "0"}, "max_session_duration", 0),
         ({"PENDING_TIMEOUT": "30"}, "pending_timeout", 30),
         ({"LANGFUSE_ENABLED": "true"}, "langfuse_enabled", True),
         ({"LANGFUSE_ENABLED": "0"}, "langfuse_enabled", False),
@@ -69,12 +74,13 @@ def test_each_variable(env: dict[str, str], field: str, expected: object) -> Non
     ("env", "message"),
     [
         (
-            {"DEFAULT_SESSION_TIMEOUT": "abc"},
-            "DEFAULT_SESSION_TIMEOUT: expected a positive integer number of seconds, got 'abc'",
+            {"DEFAULT_INACTIVITY_TIMEOUT": "abc"},
+            "DEFAULT_INACTIVITY_TIMEOUT: expected a whole number of seconds (0 to turn it off), "
+            "got 'abc'",
         ),
-        ({"DEFAULT_SESSION_TIMEOUT": "0"}, "DEFAULT_SESSION_TIMEOUT: expected a positive"),
-        ({"DEFAULT_SESSION_TIMEOUT": "-5"}, "DEFAULT_SESSION_TIMEOUT: expected a positive"),
-        ({"DEFAULT_SESSION_TIMEOUT": "1.5"}, "DEFAULT_SESSION_TIMEOUT: expected a positive"),
+        ({"DEFAULT_INACTIVITY_TIMEOUT": "-5"}, "DEFAULT_INACTIVITY_TIMEOUT: expected a whole"),
+        ({"DEFAULT_INACTIVITY_TIMEOUT": "1.5"}, "DEFAULT_INACTIVITY_TIMEOUT: expected a whole"),
+        ({"MAX_SESSION_DURATION": "-1"}, "MAX_SESSION_DURATION: expected a whole number"),
         ({"PENDING_TIMEOUT": "10m"}, "PENDING_TIMEOUT: expected a positive integer"),
         ({"IMAGE_PULL_POLICY": "always"}, "IMAGE_PULL_POLICY: expected one of"),
         ({"AMBIENT_CODE_RUNNER_IMAGE": "bad image"}, "AMBIENT_CODE_RUNNER_IMAGE:"),
@@ -95,7 +101,7 @@ def test_each_variable(env: dict[str, str], field: str, expected: object) -> Non
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ValueError, match="^" + message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
         SessionConfig.from_env(env)
 
 

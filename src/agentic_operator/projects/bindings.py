@@ -33,9 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentic_operator.kube.resources import PROJECT_SETTINGS, ROLE_BINDINGS, Obj
-
-PROJECT_SETTINGS_NAME = "projectsettings"
-"""The singleton name; the CRD rejects any other name."""
+from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
 
 ROLE_TO_CLUSTERROLE: dict[str, str] = {
     "admin": "ambient-project-admin",

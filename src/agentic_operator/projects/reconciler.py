@@ -24,6 +24,7 @@ from agentic_operator.kube.resources import PROJECT_SETTINGS, ROLE_BINDINGS, Obj
 from agentic_operator.projects import bindings
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
+from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
 from agentic_operator.sessions.status import upsert_condition
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class ProjectReconciler:
     async def reconcile(self, namespace: str) -> Result | None:
         if self.namespaces.get(namespace) is None:
             return None
-        ps = self.settings.get(f"{namespace}/{bindings.PROJECT_SETTINGS_NAME}")
+        ps = self.settings.get(f"{namespace}/{PROJECT_SETTINGS_NAME}")
         if ps is None:
             try:
                 ps = await self.client.create(

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from agentic_operator.clock import Clock
 from agentic_operator.kube.client import ApiClient
-from agentic_operator.kube.resources import PROJECT_SETTINGS, ROLE_BINDINGS, Obj
-from agentic_operator.projects import bindings
+from agentic_operator.kube.resources import ROLE_BINDINGS, Obj
 from agentic_operator.projects.reconciler import ProjectReconciler
 from agentic_operator.runtime.controller import Controller, Predicate
 from agentic_operator.runtime.events import EventRecorder
@@ -28,16 +27,16 @@ def setup_with_manager(
     client: ApiClient,
     recorder: EventRecorder,
     namespaces: Informer,
+    settings: Informer,
     *,
     clock: Clock,
 ) -> Controller:
-    """Add the ProjectSettings and managed-RoleBinding informers and the controller to ``mgr``;
-    ``namespaces`` (managed namespaces) is shared with the session controller."""
-    settings = Informer(client, PROJECT_SETTINGS, name="projectsettings")
+    """Add the managed-RoleBinding informer and the controller to ``mgr``; ``namespaces``
+    (managed namespaces) and ``settings`` (ProjectSettings) are shared with the session
+    controller and added to ``mgr`` by the caller."""
     role_bindings = Informer(
         client, ROLE_BINDINGS, label_selector=MANAGED_SELECTOR, name="rolebindings"
     )
-    mgr.add_informer(settings)
     mgr.add_informer(role_bindings)
     reconciler = ProjectReconciler(
         client,
@@ -68,7 +67,7 @@ def _settings_changed(old: Obj, new: Obj) -> bool:
 
 
 def _namespace_of_singleton(ps: Obj) -> list[str]:
-    if (ps.get("metadata") or {}).get("name") != bindings.PROJECT_SETTINGS_NAME:
+    if (ps.get("metadata") or {}).get("name") != model.PROJECT_SETTINGS_NAME:
         return []
     return _namespace_key(ps)
 

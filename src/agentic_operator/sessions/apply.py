@@ -51,6 +51,7 @@ from agentic_operator.sessions.plan import (
     Effect,
     Event,
     Measure,
+    Patch,
     PatchSession,
     Plan,
     ProvisionToken,
@@ -172,6 +173,12 @@ class Executor:
         elif isinstance(action, Replace):
             meta = action.body["metadata"]
             await self.api.replace(action.resource, meta["name"], action.body, meta["namespace"])
+        elif isinstance(action, Patch):
+            patched = await self.api.patch(
+                action.resource, action.name, action.body, action.namespace
+            )
+            if action.cache is not None:
+                self._by_name[action.cache].replace_if(patched, None)
         elif isinstance(action, Delete):
             await self._delete(action)
         elif isinstance(action, ProvisionToken):

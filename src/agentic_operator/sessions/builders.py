@@ -41,7 +41,9 @@ ARTIFACTS_DIR: Final = "artifacts"
 VERTEX_MOUNT: Final = "/app/vertex"
 CLAUDE_STATE_MOUNT: Final = "/app/.claude"
 RUNNER_UID: Final = 1001
-DEFAULT_LLM_MODEL: Final = "claude-3-7-sonnet-latest"
+DEFAULT_LLM_MODEL: Final = "claude-sonnet-4-6"
+DEFAULT_TIMEOUT: Final = 300
+"""``spec.timeout``'s default in the CRD, for sessions stored before it had one."""
 DEFAULT_LLM_TEMPERATURE: Final = 0.7
 DEFAULT_LLM_MAX_TOKENS: Final = 4000
 LANGFUSE_KEYS: Final = (
@@ -57,12 +59,13 @@ def runner_labels(session_name: str) -> dict[str, str]:
     return {LABEL_SESSION: session_name, LABEL_APP: RUNNER_APP}
 
 
-def effective_timeout(session: Obj, cfg: SessionConfig) -> int:
-    """``spec.timeout`` when it is a positive integer, else the operator default."""
+def runner_timeout(session: Obj) -> int:
+    """``TIMEOUT`` for the runner: ``spec.timeout`` when it is a positive integer, else the CRD's
+    default (300). Nothing enforces it: a session runs until it is stopped."""
     t = (session.get("spec") or {}).get("timeout")
     if isinstance(t, int) and not isinstance(t, bool) and t > 0:
         return t
-    return cfg.default_timeout
+    return DEFAULT_TIMEOUT
 
 
 def parent_session_id(session: Obj) -> str:
@@ -173,7 +176,7 @@ def _llm_env(session: Obj, cfg: SessionConfig) -> list[Obj]:
             "LLM_TEMPERATURE", f"{_number(llm.get('temperature'), DEFAULT_LLM_TEMPERATURE):.2f}"
         ),
         _plain("LLM_MAX_TOKENS", str(int(_number(llm.get("maxTokens"), DEFAULT_LLM_MAX_TOKENS)))),
-        _plain("TIMEOUT", str(effective_timeout(session, cfg))),
+        _plain("TIMEOUT", str(runner_timeout(session))),
         _plain("AUTO_PUSH_ON_COMPLETE", _bool_str(spec.get("autoPushOnComplete", False))),
         _plain("USE_AGUI", "true"),
         _plain("BACKEND_API_URL", cfg.backend_api_url),
@@ -253,8 +256,10 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
 
     ``backoffLimit: 0`` and ``podReplacementPolicy: Failed``: a runner failure is the session's
     failure, and there is never a second runner pod (a replacement would restart the agent).
-    ``activeDeadlineSeconds`` enforces the session timeout even while the operator is down;
-    ``ttlSecondsAfterFinished`` garbage-collects a finished Job the operator did not get to.
+    ``activeDeadlineSeconds`` only with ``MAX_SESSION_DURATION`` (off by default): sessions run
+    until they are stopped, and ``spec.timeout`` is not a deadline (the platform writes 300 on
+    every session). ``ttlSecondsAfterFinished`` garbage-collects a finished Job the operator did
+    not get to.
     """
     if run < 1:
         raise ValueError(f"run must be >= 1, got {run}")
@@ -273,7 +278,6 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
         "spec": {
             "backoffLimit": 0,
             "podReplacementPolicy": "Failed",
-            "activeDeadlineSeconds": effective_timeout(session, cfg),
             "ttlSecondsAfterFinished": cfg.job_ttl_seconds,
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
@@ -281,6 +285,8 @@ def build_job(session: Obj, cfg: SessionConfig, *, run: int) -> tuple[Obj, list[
             },
         },
     }
+    if cfg.max_session_duration:
+        job["spec"]["activeDeadlineSeconds"] = cfg.max_session_duration
     return job, skipped
 
 

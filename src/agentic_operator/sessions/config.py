@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Final
 
-from agentic_operator.envparse import from_env, parse_bool, parse_positive_seconds
+from agentic_operator.envparse import (
+    from_env,
+    parse_bool,
+    parse_positive_seconds,
+    parse_seconds_or_zero,
+)
 
 DEFAULT_RUNNER_IMAGE: Final = "quay.io/ambient_code/vteam_claude_runner:latest"
 DEFAULT_RUNNER_ENDPOINT: Final = "http://session-{session}.{namespace}.svc.cluster.local:8001"
@@ -37,8 +42,14 @@ class SessionConfig:
     """``NAMESPACE``: where the operator runs (Vertex preflight, leader-election Lease)."""
     backend_namespace: str = "default"
     """``BACKEND_NAMESPACE`` (default: NAMESPACE): backend Service host, shared secrets' source."""
-    default_timeout: int = 14400
-    """``DEFAULT_SESSION_TIMEOUT``: Job ``activeDeadlineSeconds`` if ``spec.timeout`` is unset."""
+    default_inactivity_timeout: int = 86400
+    """``DEFAULT_INACTIVITY_TIMEOUT``: seconds a Running session may be idle before the operator
+    stops it, when neither the session (``spec.inactivityTimeout``) nor its project
+    (``ProjectSettings.spec.inactivityTimeoutSeconds``) says; 0 disables the idle auto-stop."""
+    max_session_duration: int = 0
+    """``MAX_SESSION_DURATION``: a hard ceiling on a run, in seconds (the Job's
+    ``activeDeadlineSeconds``: a run that reaches it fails with ``Timeout``); 0, the default, sets
+    none. ``spec.timeout`` is not a deadline: it only reaches the runner as ``TIMEOUT``."""
     pending_timeout: int = 600
     """``PENDING_TIMEOUT``: a session in Pending/Creating whose runner has not started after this
     many seconds is Failed with reason ``PendingTimeout`` (e.g. a missing runner secret)."""
@@ -127,7 +138,10 @@ class SessionConfig:
             image_pull_policy=pull,
             operator_namespace=namespace,
             backend_namespace=_str(env, "BACKEND_NAMESPACE", namespace),
-            default_timeout=_seconds(env, "DEFAULT_SESSION_TIMEOUT", 14400),
+            default_inactivity_timeout=from_env(
+                env, "DEFAULT_INACTIVITY_TIMEOUT", parse_seconds_or_zero, 86400
+            ),
+            max_session_duration=from_env(env, "MAX_SESSION_DURATION", parse_seconds_or_zero, 0),
             pending_timeout=_seconds(env, "PENDING_TIMEOUT", 600),
             use_vertex=use_vertex,
             cloud_ml_region=vertex["CLOUD_ML_REGION"],

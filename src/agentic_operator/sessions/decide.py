@@ -14,7 +14,8 @@ once the reconciler has made it.
 
 from __future__ import annotations
 
-from agentic_operator.sessions import livespec, model, start
+from agentic_operator.kube.resources import JOBS, Obj
+from agentic_operator.sessions import inactivity, livespec, model, start
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.endings import (
     BLOCKED_RETRY,
@@ -44,6 +45,8 @@ from agentic_operator.sessions.plan import (
     Effect,
     Event,
     Measure,
+    Patch,
+    PatchSession,
     Plan,
     StatusEdit,
     Steps,
@@ -51,6 +54,8 @@ from agentic_operator.sessions.plan import (
 from agentic_operator.sessions.status import now_rfc3339, observe_runner, parse_time
 from agentic_operator.sessions.validation import validate_session
 
+STOP_ANNOTATIONS = (model.ANN_DESIRED_PHASE, model.ANN_STOP_REQUESTED_AT, model.ANN_STOP_REASON)
+"""Cleared once a stop is done (or found to have nothing left to do)."""
 STOPPING_POLL = 2.0
 """How often a Stopping session looks for its Job while the garbage collector removes its pods."""
 
@@ -222,20 +227,61 @@ def active(obs: Observation) -> Plan:
     if verdict.kind == "failed":
         error = "timeout" if verdict.reason == model.REASON_TIMEOUT else "runner_failed"
         return finish(obs, "A4", Phase.FAILED, verdict.reason, verdict.message, error)
+    assert job is not None
+    if _deadline(job) != (obs.cfg.max_session_duration or None):
+        return set_deadline(obs, "A5", job)
     if verdict.kind == "running" and phase != Phase.RUNNING:
-        return to_running(obs, "A5", verdict.node)
+        return to_running(obs, "A6", verdict.node)
     if verdict.kind == "running" and spec_generation(obs) != obs.status.get("observedGeneration"):
-        return livespec.push(obs, "A6", job)
+        return livespec.push(obs, "A7", job)
     if verdict.kind == "running":
-        return Plan("A7")
+        idle = inactivity.remaining(obs)
+        if idle is not None and idle <= 0:
+            return idle_stop(obs, "A8")
+        return Plan("A9", requeue_after=idle)
     # pending: being scheduled / pulled / started, or exited and awaiting the Job's verdict. Only
     # a run that never started is bound by the pending timeout; the Job's next update wakes us.
     if phase == Phase.RUNNING:
-        return Plan("A8")
+        return Plan("A10")
     remaining = pending_remaining(obs)
     if remaining <= 0:
-        return pending_timeout(obs, "A9")
-    return Plan("A10", requeue_after=remaining)
+        return pending_timeout(obs, "A11")
+    return Plan("A12", requeue_after=remaining)
+
+
+def set_deadline(obs: Observation, row: str, job: Obj) -> Plan:
+    """The Job's deadline is not the operator's ceiling (``MAX_SESSION_DURATION``): a Job made by
+    an earlier version of the operator carries one taken from ``spec.timeout``, which would kill
+    the session; a Job's deadline can be changed, so it is set (or removed) in place."""
+    meta = job["metadata"]
+    body = {"spec": {"activeDeadlineSeconds": obs.cfg.max_session_duration or None}}
+    patch = Patch(JOBS, meta["name"], meta["namespace"], body, cache="jobs")
+    return Plan(row, (patch,), requeue_after=NEXT_STEP)
+
+
+def _deadline(job: Obj) -> int | None:
+    value = (job.get("spec") or {}).get("activeDeadlineSeconds")
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def idle_stop(obs: Observation, row: str) -> Plan:
+    """Ask for the stop a user would (``desired-phase=Stopped``), saying why; the annotation
+    change wakes the session, and A1 stops it."""
+    limit = inactivity.limit(obs)
+    patch = PatchSession(
+        {
+            "metadata": {
+                "annotations": {
+                    model.ANN_DESIRED_PHASE: model.DESIRED_STOPPED,
+                    model.ANN_STOP_REASON: model.STOP_REASON_INACTIVITY,
+                }
+            }
+        }
+    )
+    said = Event(
+        "Normal", model.REASON_INACTIVITY_TIMEOUT, f"No activity for {limit}s; stopping the session"
+    )
+    return Plan(row, (patch,), requeue_after=NEXT_STEP, effects=(said,))
 
 
 def to_running(obs: Observation, row: str, node: str | None) -> Plan:
@@ -287,9 +333,9 @@ def request_stop(obs: Observation, row: str) -> Plan:
     if job is None:
         return stopped(obs, f"{row}/X2")
     st = StatusEdit(obs.session, obs.now).set(phase=Phase.STOPPING)
-    st.condition(
-        model.COND_READY, model.COND_FALSE, model.REASON_STOPPING, "Deleting the runner Job"
-    )
+    idle = obs.annotations.get(model.ANN_STOP_REASON) == model.STOP_REASON_INACTIVITY
+    message = "Deleting the runner Job" + (" (idle)" if idle else "")
+    st.condition(model.COND_READY, model.COND_FALSE, model.REASON_STOPPING, message)
     steps = Steps()
     if not deleting(job):
         steps.add(delete_job(job, "Foreground"))
@@ -310,14 +356,20 @@ def stopping(obs: Observation) -> Plan:
 
 
 def stopped(obs: Observation, row: str) -> Plan:
+    """``stoppedReason`` is ``inactivity`` for the idle auto-stop and ``user`` for any other stop
+    (a user's, or the backend's for ``stopOnRunFinished``: the CRD knows only these two)."""
+    idle = obs.annotations.get(model.ANN_STOP_REASON) == model.STOP_REASON_INACTIVITY
+    reason = model.REASON_INACTIVITY_TIMEOUT if idle else model.REASON_USER_STOPPED
     st = StatusEdit(obs.session, obs.now)
-    st.set(phase=Phase.STOPPED, completionTime=now_rfc3339(obs.now))
-    st.condition(model.COND_READY, model.COND_FALSE, model.REASON_USER_STOPPED, "Stopped")
-    st.condition(model.COND_RUNNER_STARTED, model.COND_FALSE, model.REASON_USER_STOPPED, "Stopped")
+    st.set(
+        phase=Phase.STOPPED,
+        completionTime=now_rfc3339(obs.now),
+        stoppedReason=model.STOP_REASON_INACTIVITY if idle else model.STOP_REASON_USER,
+    )
+    st.condition(model.COND_READY, model.COND_FALSE, reason, "Stopped")
+    st.condition(model.COND_RUNNER_STARTED, model.COND_FALSE, reason, "Stopped")
     steps = Steps().add(
-        write_status(obs, st),
-        clear_annotations(obs, model.ANN_DESIRED_PHASE, model.ANN_STOP_REQUESTED_AT),
-        *cleanup(obs),
+        write_status(obs, st), clear_annotations(obs, *STOP_ANNOTATIONS), *cleanup(obs)
     )
     return steps.plan(row)
 
@@ -338,7 +390,7 @@ def terminal(obs: Observation) -> Plan:
     steps = Steps()
     if desired == model.DESIRED_STOPPED:
         # Already finished: a stop request has nothing left to do but must not linger.
-        steps.add(clear_annotations(obs, model.ANN_DESIRED_PHASE, model.ANN_STOP_REQUESTED_AT))
+        steps.add(clear_annotations(obs, *STOP_ANNOTATIONS))
         return steps.add(*cleanup(obs)).plan("T3")
     return steps.add(*cleanup(obs)).plan("T4")
 
@@ -348,6 +400,5 @@ def restart(obs: Observation, row: str) -> Plan:
     until the new Job exists (P6/P9 clear it), so a restart interrupted here is not lost."""
     st = new_run(obs, model.REASON_RESTARTING, "Restarting")
     steps = Steps().add(write_status(obs, st))
-    if model.ANN_START_REQUESTED_AT in obs.annotations:
-        steps.add(clear_annotations(obs, model.ANN_START_REQUESTED_AT))
+    steps.add(clear_annotations(obs, model.ANN_START_REQUESTED_AT, model.ANN_STOP_REASON))
     return steps.plan(row, requeue_after=NEXT_STEP)

@@ -33,13 +33,17 @@ Job of that name that is not ours), until the pending timeout fails the run."""
 
 
 def new_run(obs: Observation, reason: str, message: str) -> StatusEdit:
-    """The status of a new run: Pending, next run number, fresh startTime, no completionTime."""
+    """The status of a new run: Pending, next run number, fresh startTime; the end of the last run
+    (completionTime, stoppedReason) and its activity (lastActivityTime, so that the idle clock
+    starts again) are dropped. Everything else in status is kept."""
     st = StatusEdit(obs.session, obs.now)
     st.set(
         phase=Phase.PENDING,
         run=run_number(obs) + 1,
         startTime=now_rfc3339(obs.now),
         completionTime=None,
+        lastActivityTime=None,
+        stoppedReason=None,
     )
     st.condition(model.COND_READY, model.COND_FALSE, reason, message)
     st.condition(model.COND_JOB_CREATED, model.COND_FALSE, reason, message)

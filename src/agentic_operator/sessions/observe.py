@@ -48,6 +48,8 @@ class Caches:
     namespaces: Cache
     pods_by_session: Callable[[str, str], list[Obj]]
     """(namespace, session name) -> runner pods; an index over the runner-pod informer."""
+    project_settings: Cache
+    """The ``projectsettings`` singletons (idle limit of a project's sessions)."""
 
 
 class Reader(Protocol):
@@ -82,6 +84,8 @@ class Observation:
     pods: tuple[Obj, ...] = ()
     """Runner pods of the session (the decision keeps those of ``job``)."""
     service: Obj | None = None
+    project_settings: Obj | None = None
+    """The namespace's ``projectsettings``, from the cache."""
     job_confirmed: bool = False
     start: StartInputs | None = None
 
@@ -140,6 +144,9 @@ class Observer:
             job=job,
             pods=tuple(self.caches.pods_by_session(ns, name)) if job is not None else (),
             service=self.caches.services.get(f"{ns}/{model.service_name(name)}"),
+            project_settings=self.caches.project_settings.get(
+                f"{ns}/{model.PROJECT_SETTINGS_NAME}"
+            ),
         )
 
     async def read(self, obs: Observation, reads: Collection[str]) -> Observation:

@@ -95,6 +95,17 @@ class Replace:
 
 
 @dataclass(frozen=True)
+class Patch:
+    """Merge-patch a child (``body``); ``cache`` names the store the result is written to."""
+
+    resource: Resource
+    name: str
+    namespace: str
+    body: Obj
+    cache: CacheName | None = None
+
+
+@dataclass(frozen=True)
 class Delete:
     """Delete the object with this UID (precondition); NotFound or a UID mismatch mean it is gone
     already. A background delete is removed from ``cache`` at once, so a reconcile that runs before
@@ -160,7 +171,9 @@ class CallRunner:
     decide: Callable[[Sequence[str | None]], Plan]
 
 
-Action = Create | Replace | Delete | ProvisionToken | PatchSession | WriteStatus | CallRunner
+Action = (
+    Create | Replace | Patch | Delete | ProvisionToken | PatchSession | WriteStatus | CallRunner
+)
 
 
 @dataclass(frozen=True)

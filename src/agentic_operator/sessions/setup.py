@@ -49,14 +49,16 @@ def setup_with_manager(
     cfg: SessionConfig,
     recorder: EventRecorder,
     namespaces: Informer,
+    project_settings: Informer,
     *,
     clock: Clock,
     max_concurrent_reconciles: int = 10,
     controller: bool = True,
 ) -> Sessions:
     """Create the session, Job, runner-pod and Service informers, add them to ``mgr``, and (unless
-    ``controller`` is false, for ``--legacy-watch``) the controller. ``namespaces`` is the managed
-    namespace informer, shared with the project controller and added to ``mgr`` by the caller."""
+    ``controller`` is false, for ``--legacy-watch``) the controller. ``namespaces`` (managed
+    namespaces) and ``project_settings`` are shared with the project controller and added to
+    ``mgr`` by the caller."""
     runner_selector = f"{model.LABEL_APP}={model.RUNNER_APP}"
     sessions = Informer(client, AGENTIC_SESSIONS, name="agenticsessions")
     jobs = Informer(client, JOBS, label_selector=runner_selector, name="jobs")
@@ -74,6 +76,7 @@ def setup_with_manager(
         services=CacheWriter(services),
         namespaces=CacheWriter(namespaces),
         pods_by_session=pods_index.lookup,
+        project_settings=project_settings.store,
     )
     reconciler = SessionReconciler(client, caches, cfg, recorder, runner, clock=clock)
     if not controller:
@@ -85,6 +88,15 @@ def setup_with_manager(
         max_concurrent_reconciles=max_concurrent_reconciles,
         clock=clock,
     )
+    _watch(ctrl, sessions, jobs, pods, namespaces)
+    mgr.add_runnable(ctrl)
+    return Sessions(sessions, reconciler, ctrl, runner)
+
+
+def _watch(
+    ctrl: Controller, sessions: Informer, jobs: Informer, pods: Informer, namespaces: Informer
+) -> None:
+    """The events that wake a session (module docstring)."""
     ctrl.watch(sessions, enqueue_object, Predicate(update=session_changed))
     ctrl.watch(
         jobs, enqueue_controller_owner(model.KIND, model.GROUP), Predicate(update=job_changed)
@@ -100,8 +112,6 @@ def setup_with_manager(
         sessions_in,
         Predicate(update=namespace_became_managed, delete=lambda _o: False),
     )
-    mgr.add_runnable(ctrl)
-    return Sessions(sessions, reconciler, ctrl, runner)
 
 
 # --- predicates and mappers ----------------------------------------------------------------------

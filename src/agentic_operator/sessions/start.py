@@ -28,6 +28,8 @@ from agentic_operator.sessions.plan import (
 from agentic_operator.sessions.secrets import copy_plan
 from agentic_operator.sessions.status import parse_time
 
+UNBOUNDED_RUN_TOKEN = 2 * 86400
+"""Token lifetime for runs without a ceiling: twice the default idle limit."""
 TOKEN_MARGIN = 60
 """A token is minted again when it would expire less than this many seconds before the run could
 end at the latest."""
@@ -84,11 +86,13 @@ def job(obs: Observation, on_error: Callable[[str], Plan]) -> tuple[Create, list
 
 
 def token_lifetime(obs: Observation) -> int:
-    """Seconds the runner token must live: the run's deadline plus the pending timeout plus ten
-    minutes, and at least the configured minimum. The runner reads ``BOT_TOKEN`` once at start,
-    so a token refreshed during the run would never reach it."""
-    deadline = builders.effective_timeout(obs.session, obs.cfg)
-    return max(obs.cfg.token_lifetime, deadline + obs.cfg.pending_timeout + 600)
+    """Seconds the runner token must live. The runner reads ``BOT_TOKEN`` once at start, so a
+    token refreshed during the run would never reach it: with ``MAX_SESSION_DURATION`` the token
+    outlives the longest possible run (plus the pending timeout and ten minutes); without a
+    ceiling runs have no deadline, and the token lives :data:`UNBOUNDED_RUN_TOKEN` seconds (a run
+    that stays active longer loses its access to the API; a restart mints a new token)."""
+    bound = obs.cfg.max_session_duration or UNBOUNDED_RUN_TOKEN
+    return max(obs.cfg.token_lifetime, bound + obs.cfg.pending_timeout + 600)
 
 
 def token_action(obs: Observation) -> ProvisionToken | None:
