@@ -97,6 +97,14 @@ def summary(plan: Plan) -> tuple[Any, ...]:
     )
 
 
+def unschedulable(message: str) -> Obj:
+    p = pod(None, phase="Pending", node=None)
+    p["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+    ]
+    return p
+
+
 def failed_job(reason: str = "BackoffLimitExceeded") -> Obj:
     return job(cond("FailureTarget", reason), cond("Failed", reason))
 
@@ -309,6 +317,24 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         "A12 still starting",
         observe(session("Creating"), job(), (pod(waiting("ContainerCreating"), phase="Pending"),)),
         ("A12", None, None, (), LEFT),
+    ),
+    (
+        "A12 the pod cannot be scheduled",
+        observe(
+            session("Creating"),
+            job(),
+            (unschedulable("0/3 nodes are available: 3 Insufficient cpu."),),
+        ),
+        ("A12", "Creating", None, ("Write",), LEFT),
+    ),
+    (
+        "A12 scheduled after all",
+        observe(
+            session("Creating", conditions=[{"type": "PodScheduled", "status": "False"}]),
+            job(),
+            (pod(waiting("ContainerCreating"), phase="Pending"),),
+        ),
+        ("A12", "Creating", None, ("Write",), LEFT),
     ),
     # --- Stopping
     (
@@ -597,3 +623,13 @@ def test_restart_and_recovery_reset_the_idle_clock() -> None:
     st = written(decide(observe(session("Running", lastActivityTime=ago(5)))))
     assert st is not None
     assert "lastActivityTime" not in st, "a vanished Job's new run starts its idle clock again"
+
+
+def test_scheduling_problem_is_shown_with_the_schedulers_words() -> None:
+    msg = "0/3 nodes are available: 3 Insufficient cpu."
+    st = written(decide(observe(session("Creating"), job(), (unschedulable(msg),))))
+    assert st is not None
+    cond = next(c for c in st["conditions"] if c["type"] == "PodScheduled")
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "Unschedulable", msg)
+    again = decide(observe({**session("Creating"), "status": st}, job(), (unschedulable(msg),)))
+    assert written(again) is None, "an unchanged scheduling problem is written once"

@@ -2,9 +2,11 @@
 
 Pure: no I/O, no clock (the observation carries ``now``), no randomness, so each row of the phase
 table in ``docs/sessions.md`` is a unit test. Functions are named after the phase they handle and
-every plan names its row (``N1``, ``P1``..``P9``, ``A1``..``A10``, ``X1``/``X2``, ``S1``/``S2``,
+every plan names its row (``N1``, ``P1``..``P9``, ``A1``..``A12``, ``X1``/``X2``, ``S1``/``S2``,
 ``T1``..``T4``); the table and this module list the rows in the same order, and within a phase the
-first row that matches wins.
+first row that matches wins. What the rows share is in :mod:`.endings`; the rows of a live run
+that keep its phase (A5, A8, A12) are in :mod:`.running`, a run's children in :mod:`.start`, the
+spec push (A7) in :mod:`.livespec`.
 
 Rules every row keeps: at most one status write; no row continues into another phase's rows in the
 same reconcile (a new run's status is written first and its Job made in the next reconcile, which
@@ -14,8 +16,7 @@ once the reconciler has made it.
 
 from __future__ import annotations
 
-from agentic_operator.kube.resources import JOBS, Obj
-from agentic_operator.sessions import inactivity, livespec, model, start
+from agentic_operator.sessions import inactivity, livespec, model, running, start
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.endings import (
     BLOCKED_RETRY,
@@ -45,13 +46,15 @@ from agentic_operator.sessions.plan import (
     Effect,
     Event,
     Measure,
-    Patch,
-    PatchSession,
     Plan,
     StatusEdit,
     Steps,
 )
-from agentic_operator.sessions.status import now_rfc3339, observe_runner, parse_time
+from agentic_operator.sessions.status import (
+    now_rfc3339,
+    observe_runner,
+    parse_time,
+)
 from agentic_operator.sessions.validation import validate_session
 
 STOP_ANNOTATIONS = (model.ANN_DESIRED_PHASE, model.ANN_STOP_REQUESTED_AT, model.ANN_STOP_REASON)
@@ -228,8 +231,8 @@ def active(obs: Observation) -> Plan:
         error = "timeout" if verdict.reason == model.REASON_TIMEOUT else "runner_failed"
         return finish(obs, "A4", Phase.FAILED, verdict.reason, verdict.message, error)
     assert job is not None
-    if _deadline(job) != (obs.cfg.max_session_duration or None):
-        return set_deadline(obs, "A5", job)
+    if running.job_deadline(job) != (obs.cfg.max_session_duration or None):
+        return running.set_deadline(obs, "A5", job)
     if verdict.kind == "running" and phase != Phase.RUNNING:
         return to_running(obs, "A6", verdict.node)
     if verdict.kind == "running" and spec_generation(obs) != obs.status.get("observedGeneration"):
@@ -237,7 +240,7 @@ def active(obs: Observation) -> Plan:
     if verdict.kind == "running":
         idle = inactivity.remaining(obs)
         if idle is not None and idle <= 0:
-            return idle_stop(obs, "A8")
+            return running.idle_stop(obs, "A8")
         return Plan("A9", requeue_after=idle)
     # pending: being scheduled / pulled / started, or exited and awaiting the Job's verdict. Only
     # a run that never started is bound by the pending timeout; the Job's next update wakes us.
@@ -246,42 +249,7 @@ def active(obs: Observation) -> Plan:
     remaining = pending_remaining(obs)
     if remaining <= 0:
         return pending_timeout(obs, "A11")
-    return Plan("A12", requeue_after=remaining)
-
-
-def set_deadline(obs: Observation, row: str, job: Obj) -> Plan:
-    """The Job's deadline is not the operator's ceiling (``MAX_SESSION_DURATION``): a Job made by
-    an earlier version of the operator carries one taken from ``spec.timeout``, which would kill
-    the session; a Job's deadline can be changed, so it is set (or removed) in place."""
-    meta = job["metadata"]
-    body = {"spec": {"activeDeadlineSeconds": obs.cfg.max_session_duration or None}}
-    patch = Patch(JOBS, meta["name"], meta["namespace"], body, cache="jobs")
-    return Plan(row, (patch,), requeue_after=NEXT_STEP)
-
-
-def _deadline(job: Obj) -> int | None:
-    value = (job.get("spec") or {}).get("activeDeadlineSeconds")
-    return value if isinstance(value, int) and value > 0 else None
-
-
-def idle_stop(obs: Observation, row: str) -> Plan:
-    """Ask for the stop a user would (``desired-phase=Stopped``), saying why; the annotation
-    change wakes the session, and A1 stops it."""
-    limit = inactivity.limit(obs)
-    patch = PatchSession(
-        {
-            "metadata": {
-                "annotations": {
-                    model.ANN_DESIRED_PHASE: model.DESIRED_STOPPED,
-                    model.ANN_STOP_REASON: model.STOP_REASON_INACTIVITY,
-                }
-            }
-        }
-    )
-    said = Event(
-        "Normal", model.REASON_INACTIVITY_TIMEOUT, f"No activity for {limit}s; stopping the session"
-    )
-    return Plan(row, (patch,), requeue_after=NEXT_STEP, effects=(said,))
+    return running.starting(obs, "A12", verdict, remaining)
 
 
 def to_running(obs: Observation, row: str, node: str | None) -> Plan:

@@ -6,7 +6,8 @@ A session is reconciled when:
 * it is created or deleted, or its spec (generation), annotations, phase or deletion mark change
   (status-only writes of other fields, like the backend's ``lastActivityTime``, do not wake it);
 * its Job (ownerReference with ``controller: true``) changes status or gets a deletion mark;
-* a runner pod labelled with its name changes phase, node or a container's state;
+* a runner pod labelled with its name changes phase, node, scheduling verdict or a container's
+  state;
 * its namespace becomes managed (``ambient-code.io/managed=true``).
 """
 
@@ -142,11 +143,20 @@ def _runner_state(pod: Obj) -> tuple[object, ...]:
         states.append(
             (cs.get("name"), tuple(sorted(state)), (state.get("waiting") or {}).get("reason"))
         )
-    return (status.get("phase"), (pod.get("spec") or {}).get("nodeName"), tuple(states))
+    scheduled = next(
+        (
+            (c.get("status"), c.get("reason"))
+            for c in status.get("conditions") or ()
+            if c.get("type") == "PodScheduled"
+        ),
+        None,
+    )
+    return (status.get("phase"), (pod.get("spec") or {}).get("nodeName"), scheduled, tuple(states))
 
 
 def runner_changed(old: Obj, new: Obj) -> bool:
-    """The pod's phase, node, or a container's state (or waiting reason) changed."""
+    """The pod's phase, node, its PodScheduled condition (the scheduler's verdict) or a
+    container's state (or waiting reason) changed."""
     return _runner_state(old) != _runner_state(new)
 
 

@@ -1,0 +1,74 @@
+"""Rows of a run that is starting or up and keeps its phase (pure, like :mod:`.decide`): the
+Job's deadline (A5), the idle auto-stop (A8), and scheduling problems while it starts (A12).
+"""
+
+from __future__ import annotations
+
+from agentic_operator.kube.resources import JOBS, Obj
+from agentic_operator.sessions import inactivity, model
+from agentic_operator.sessions.endings import write_status
+from agentic_operator.sessions.observe import Observation
+from agentic_operator.sessions.plan import (
+    NEXT_STEP,
+    Event,
+    Patch,
+    PatchSession,
+    Plan,
+    StatusEdit,
+    Steps,
+)
+from agentic_operator.sessions.status import RunnerObservation, find_condition
+
+
+def set_deadline(obs: Observation, row: str, job: Obj) -> Plan:
+    """The Job's deadline is not the operator's ceiling (``MAX_SESSION_DURATION``): a Job made by
+    an earlier version of the operator carries one taken from ``spec.timeout``, which would kill
+    the session; a Job's deadline can be changed, so it is set (or removed) in place."""
+    meta = job["metadata"]
+    body = {"spec": {"activeDeadlineSeconds": obs.cfg.max_session_duration or None}}
+    patch = Patch(JOBS, meta["name"], meta["namespace"], body, cache="jobs")
+    return Plan(row, (patch,), requeue_after=NEXT_STEP)
+
+
+def job_deadline(job: Obj) -> int | None:
+    value = (job.get("spec") or {}).get("activeDeadlineSeconds")
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def idle_stop(obs: Observation, row: str) -> Plan:
+    """Ask for the stop a user would (``desired-phase=Stopped``), saying why; the annotation
+    change wakes the session, and A1 stops it."""
+    limit = inactivity.limit(obs)
+    patch = PatchSession(
+        {
+            "metadata": {
+                "annotations": {
+                    model.ANN_DESIRED_PHASE: model.DESIRED_STOPPED,
+                    model.ANN_STOP_REASON: model.STOP_REASON_INACTIVITY,
+                }
+            }
+        }
+    )
+    said = Event(
+        "Normal", model.REASON_INACTIVITY_TIMEOUT, f"No activity for {limit}s; stopping the session"
+    )
+    return Plan(row, (patch,), requeue_after=NEXT_STEP, effects=(said,))
+
+
+def starting(obs: Observation, row: str, verdict: RunnerObservation, remaining: float) -> Plan:
+    """The runner is not up yet. A pod the scheduler cannot place says why in ``PodScheduled``
+    (the scheduler's reason and message, e.g. ``Unschedulable``: "0/3 nodes are available: 3
+    Insufficient cpu"); once placed, that condition turns True. A pod that was scheduled at once
+    costs no write here: A6 records ``PodScheduled`` with the move to Running."""
+    st = StatusEdit(obs.session, obs.now)
+    if verdict.node is None and verdict.reason:
+        st.condition(model.COND_POD_SCHEDULED, model.COND_FALSE, verdict.reason, verdict.message)
+    elif verdict.node is not None and condition_false(obs, model.COND_POD_SCHEDULED):
+        message = f"Scheduled on {verdict.node}"
+        st.condition(model.COND_POD_SCHEDULED, model.COND_TRUE, model.REASON_SCHEDULED, message)
+    return Steps().add(write_status(obs, st)).plan(row, requeue_after=remaining)
+
+
+def condition_false(obs: Observation, type_: str) -> bool:
+    cond = find_condition(obs.status.get("conditions"), type_)
+    return cond is not None and cond.get("status") == model.COND_FALSE
