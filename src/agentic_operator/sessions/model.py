@@ -57,12 +57,26 @@ SERVICE_APP: Final = "ambient-code"
 RUNNER_SA_APP: Final = "ambient-runner"
 TOKEN_SECRET_APP: Final = "ambient-runner-token"
 WORKSPACE_APP: Final = "ambient-workspace"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "agentic-operator"
+"""Value of ``LABEL_MANAGED_BY`` on every object this operator creates: the one marker that says it
+made the object (``ambient-code.io/managed`` and owner references are shared with the backend)."""
 
 # --- Runner container contract -------------------------------------------------------------------
 RUNNER_CONTAINER: Final = "ambient-code-runner"
 AGUI_PORT: Final = 8001
 AGUI_PORT_NAME: Final = "agui"
 TOKEN_SECRET_KEY: Final = "k8s-token"
+AGUI_TOKEN_KEY: Final = "agui-token"
+"""Key of the runner token Secret holding the per-session AG-UI token: the runner's ``AGUI_TOKEN``,
+sent back as ``X-Ambient-Session-Token`` by every caller of the runner but ``/health``."""
+SESSION_TOKEN_HEADER: Final = "X-Ambient-Session-Token"
+RUNNER_TOKEN_VOLUME: Final = "runner-token"
+RUNNER_TOKEN_MOUNT: Final = "/var/run/secrets/ambient"
+"""Where the runner reads its API token (the file ``bot-token``, the Secret's ``k8s-token``)."""
+RUNNER_TOKEN_FILE: Final = "bot-token"
+RUNNER_NETWORK_POLICY: Final = "runner-allow-backend-only"
+"""The per-namespace NetworkPolicy that lets only the backend's namespace reach runner pods."""
 RUNNER_SECRETS: Final = "ambient-runner-secrets"
 INTEGRATION_SECRETS: Final = "ambient-non-vertex-integrations"
 VERTEX_SECRET: Final = "ambient-vertex"
