@@ -74,10 +74,10 @@ def test_session_completes_and_cleans_up(
     st = done["status"]
     assert st["run"] == 1
     assert st["startTime"] <= st["completionTime"]
-    # The run ended, so the operator made the session interactive (upstream's rule: a restart
-    # continues as a chat), before writing the status that observes that generation.
-    assert done["spec"]["interactive"] is True
-    assert done["metadata"]["generation"] == 2
+    # The spec is the user's: the end of a run does not rewrite it (today's platform no longer
+    # turns a batch session interactive), so the generation the status observes is the first.
+    assert done["spec"]["interactive"] is False
+    assert done["metadata"]["generation"] == 1
     assert st["observedGeneration"] == done["metadata"]["generation"]
     assert condition(done, "Ready")["reason"] == "Completed"
     assert condition(done, "JobCreated")["status"] == "True"
@@ -141,7 +141,7 @@ def test_runner_failures_mark_the_session_failed(
     assert ready["reason"] in reason.split("|")
     assert message_part in ready.get("message", "")
     assert failed["status"].get("completionTime")
-    assert failed["spec"]["interactive"] is True
+    assert failed["spec"]["interactive"] is False
     warnings = [e for e in events_for(deployed, namespace, "bad") if e["type"] == "Warning"]
     assert any(e["reason"] == ready["reason"] for e in warnings)
     wait_for("Job deleted", lambda: not exists(deployed, "job", "bad-job", namespace))

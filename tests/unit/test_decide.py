@@ -466,14 +466,15 @@ def test_job_vanished_counts_a_new_run() -> None:
     assert (st["phase"], st["run"]) == ("Pending", 3)
 
 
-def test_non_interactive_session_becomes_interactive_when_its_run_ends() -> None:
+@pytest.mark.parametrize("code", [0, 1], ids=["completed", "failed"])
+def test_the_spec_of_a_batch_session_is_left_alone_when_its_run_ends(code: int) -> None:
     sess = session("Running", spec={"interactive": False}, generation=4, observed=4)
-    plan = decide(observe(sess, job(), (pod(exited(0)),)))
-    assert isinstance(plan.actions[0], PatchSession)
-    assert plan.actions[0].patch == {"spec": {"interactive": True}}
+    plan = decide(observe(sess, job() if code == 0 else failed_job(), (pod(exited(code)),)))
+    assert not any(isinstance(a, PatchSession) for a in plan.actions)
     st = written(plan)
     assert st is not None
-    assert st["observedGeneration"] == 5
+    assert st["phase"] == ("Completed" if code == 0 else "Failed")
+    assert st["observedGeneration"] == 4
 
 
 def test_invalid_spec_is_left_as_written() -> None:

@@ -61,20 +61,13 @@ def finish(
     *,
     secrets_reason: str | None = None,
 ) -> Plan:
-    """End the run: (``spec.interactive=true``), the terminal status, then the Job and Service go.
+    """End the run: the terminal status, then the Job and Service go.
 
-    When a run ends Completed or Failed (not for an invalid spec), a non-interactive session is
-    made interactive, as upstream does, so that a restart continues as a chat. The patch is
-    guarded by resourceVersion, so it moves the generation by exactly one, and the status written
-    after it can name that generation as observed.
+    The spec is left alone: today's platform no longer turns a batch session into an interactive
+    one when its run ends (upstream's Job-era operator patched ``spec.interactive=true``).
     """
     steps = Steps()
     generation = spec_generation(obs)
-    interactive = (obs.session.get("spec") or {}).get("interactive", True) is True
-    ran = phase in (Phase.COMPLETED, Phase.FAILED) and reason != model.REASON_INVALID_SPEC
-    if ran and not interactive:
-        steps.add(PatchSession({"spec": {"interactive": True}}))
-        generation = (generation or 0) + 1
     st = StatusEdit(obs.session, obs.now)
     st.set(phase=phase, completionTime=now_rfc3339(obs.now), observedGeneration=generation)
     st.condition(model.COND_READY, model.COND_FALSE, reason, message)
