@@ -33,6 +33,8 @@ VERTEX = SessionConfig(
     google_application_credentials="/app/vertex/key.json",
 )
 OAUTH = SessionConfig(google_oauth_client_id="client-1")
+MARKER = {model.LABEL_MANAGED_BY: model.MANAGED_BY}
+"""On every object the operator creates (not on the pod template: the Job controller makes pods)."""
 OWNER = {
     "apiVersion": "vteam.ambient-code/v1alpha1",
     "kind": "AgenticSession",
@@ -388,7 +390,7 @@ def test_job_metadata_and_policy() -> None:
     assert job["kind"] == "Job"
     meta = job["metadata"]
     assert (meta["name"], meta["namespace"]) == ("s1-job", "ns")
-    assert meta["labels"] == {"agentic-session": "s1", "app": "ambient-code-runner"}
+    assert meta["labels"] == {"agentic-session": "s1", "app": "ambient-code-runner", **MARKER}
     assert meta["annotations"] == {"ambient-code.io/run": "3"}
     assert meta["ownerReferences"] == [OWNER]
     spec = job["spec"]
@@ -397,7 +399,7 @@ def test_job_metadata_and_policy() -> None:
     assert "activeDeadlineSeconds" not in spec, "spec.timeout (1200) is not a deadline"
     assert spec["ttlSecondsAfterFinished"] == 600
     tmeta = spec["template"]["metadata"]
-    assert tmeta["labels"] == meta["labels"]
+    assert tmeta["labels"] == {"agentic-session": "s1", "app": "ambient-code-runner"}
     assert tmeta["annotations"] == {"ambient-code.io/run": "3"}
     assert "selector" not in spec  # the Job controller generates it
 
@@ -567,7 +569,7 @@ def test_service() -> None:
     assert svc["kind"] == "Service"
     assert svc["metadata"]["name"] == "session-s1"
     assert svc["metadata"]["namespace"] == "ns"
-    assert svc["metadata"]["labels"] == {"app": "ambient-code", "agentic-session": "s1"}
+    assert svc["metadata"]["labels"] == {"app": "ambient-code", "agentic-session": "s1", **MARKER}
     assert svc["metadata"]["ownerReferences"] == [OWNER]
     assert svc["spec"]["selector"] == {"agentic-session": "s1", "app": "ambient-code-runner"}
     assert svc["spec"]["ports"] == [
@@ -582,7 +584,7 @@ def test_service() -> None:
 def test_service_account() -> None:
     sa = build_runner_service_account(session())
     assert (sa["kind"], sa["metadata"]["name"]) == ("ServiceAccount", "ambient-session-s1")
-    assert sa["metadata"]["labels"] == {"app": "ambient-runner"}
+    assert sa["metadata"]["labels"] == {"app": "ambient-runner", **MARKER}
     assert sa["automountServiceAccountToken"] is False
     assert sa["metadata"]["ownerReferences"] == [OWNER]
 
@@ -625,7 +627,7 @@ def test_token_secret() -> None:
     sec = build_token_secret(session(), "eyJ.token", now)
     assert (sec["kind"], sec["type"]) == ("Secret", "Opaque")
     assert sec["metadata"]["name"] == "ambient-runner-token-s1"
-    assert sec["metadata"]["labels"] == {"app": "ambient-runner-token"}
+    assert sec["metadata"]["labels"] == {"app": "ambient-runner-token", **MARKER}
     assert sec["metadata"]["annotations"] == {
         "ambient-code.io/token-refreshed-at": "2026-03-04T05:06:07Z"
     }
@@ -650,6 +652,7 @@ def test_oauth_placeholder_secret() -> None:
         "ambient-code.io/session": "s1",
         "ambient-code.io/provider": "google",
         "ambient-code.io/oauth": "placeholder",
+        **MARKER,
     }
     assert sec["data"] == {"credentials.json": ""}
     assert sec["metadata"]["ownerReferences"] == [OWNER]
@@ -664,7 +667,11 @@ def test_workspace_pvc(cfg: SessionConfig | None, size: str) -> None:
         "PersistentVolumeClaim",
         "ambient-workspace-s1",
     )
-    assert pvc["metadata"]["labels"] == {"app": "ambient-workspace", "agentic-session": "s1"}
+    assert pvc["metadata"]["labels"] == {
+        "app": "ambient-workspace",
+        "agentic-session": "s1",
+        **MARKER,
+    }
     assert pvc["spec"] == {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": size}},

@@ -22,10 +22,11 @@ from agentic_operator.projects.bindings import (
     invalid_entries,
     plan_role_bindings,
 )
-from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
+from agentic_operator.sessions.model import LABEL_MANAGED_BY, MANAGED_BY, PROJECT_SETTINGS_NAME
 
 UID = "11111111-2222-3333-4444-555555555555"
 OTHER_UID = "99999999-8888-7777-6666-555555555555"
+MARKED = {MANAGED_LABEL: "true", LABEL_MANAGED_BY: MANAGED_BY}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -50,7 +51,7 @@ def test_default_project_settings() -> None:
     assert default_project_settings("team-a") == {
         "apiVersion": "vteam.ambient-code/v1alpha1",
         "kind": "ProjectSettings",
-        "metadata": {"name": "projectsettings", "namespace": "team-a"},
+        "metadata": {"name": "projectsettings", "namespace": "team-a", "labels": MARKED},
         "spec": {"groupAccess": []},
     }
 
@@ -116,7 +117,7 @@ def test_binding_shape() -> None:
             "metadata": {
                 "name": name,
                 "namespace": "ns1",
-                "labels": {MANAGED_LABEL: "true"},
+                "labels": MARKED,
                 "annotations": {GROUP_ANNOTATION: "Platform Team"},
                 "ownerReferences": [
                     {
@@ -304,6 +305,13 @@ def test_plan_in_sync_with_extra_labels_and_annotations_is_empty() -> None:
         pytest.param(lambda b: b["metadata"]["ownerReferences"].clear(), id="no-owners-adopted"),
         pytest.param(lambda b: b["metadata"]["labels"].pop(MANAGED_LABEL), id="owned-label-lost"),
         pytest.param(
+            lambda b: b["metadata"]["labels"].pop(LABEL_MANAGED_BY), id="earlier-version-adopted"
+        ),
+        pytest.param(
+            lambda b: b["metadata"]["ownerReferences"][0].update(uid=OTHER_UID),
+            id="ours-of-an-earlier-settings-object",
+        ),
+        pytest.param(
             lambda b: b["metadata"]["labels"].update({MANAGED_LABEL: "yes"}), id="owned-label-value"
         ),
     ],
@@ -321,7 +329,7 @@ def test_plan_updates_drift(mutate: Any) -> None:
     assert fixed["roleRef"] == want["roleRef"]
     meta = fixed["metadata"]
     assert meta["resourceVersion"] == "7"  # the PUT is conditional on what we looked at
-    assert meta["labels"] == {MANAGED_LABEL: "true", "team": "x"}  # foreign labels kept
+    assert meta["labels"] == {**MARKED, "team": "x"}  # foreign labels kept
     assert meta["annotations"][GROUP_ANNOTATION] == "devs"
     assert [(r["uid"], r["controller"]) for r in meta["ownerReferences"]] == [(UID, True)]
     assert have == before  # the cached object is not mutated
@@ -336,35 +344,95 @@ def test_plan_recreates_on_roleref_change() -> None:
     assert (plan.create, plan.update, plan.delete) == ([], [], [])
 
 
-def test_plan_deletes_only_managed_bindings_owned_by_these_settings() -> None:
-    ours_removed = stored(desired_role_bindings(settings(access("old", "admin")))["old-admin"])
-    other_owner = stored(
-        desired_role_bindings(settings(access("gone", "view"), uid=OTHER_UID))["gone-view"]
-    )
-    unlabelled_but_owned = stored(
-        desired_role_bindings(settings(access("kept", "view")))["kept-view"]
-    )
-    del unlabelled_but_owned["metadata"]["labels"][MANAGED_LABEL]
-    label_false = stored(desired_role_bindings(settings(access("f", "view")))["f-view"])
-    label_false["metadata"]["labels"][MANAGED_LABEL] = "false"
-    managed_unowned = stored(
-        desired_role_bindings(settings(access("legacy", "view")))["legacy-view"]
-    )
-    managed_unowned["metadata"]["ownerReferences"] = []
-    non_controller = stored(desired_role_bindings(settings(access("nc", "view")))["nc-view"])
-    non_controller["metadata"]["ownerReferences"][0]["controller"] = False
-    existing = [
-        ours_removed,
-        other_owner,
-        unlabelled_but_owned,
-        label_false,
-        managed_unowned,
-        non_controller,
-        unmanaged("someone-view"),
-    ]
-    plan = plan_role_bindings({}, existing, UID)
-    assert plan.delete == ["old-admin"]
+def _ours(group: str, role: str = "view", uid: str = UID) -> Obj:
+    return stored(desired_role_bindings(settings(access(group, role), uid=uid))[f"{group}-{role}"])
+
+
+def _earlier_version(group: str) -> Obj:
+    """What earlier versions of this operator made: no marker, the rest as today."""
+    rb = _ours(group)
+    del rb["metadata"]["labels"][LABEL_MANAGED_BY]
+    return rb
+
+
+def _without(rb: Obj, *path: str) -> Obj:
+    node = rb["metadata"]
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return rb
+
+
+def _backend(name: str, labels: dict[str, str]) -> Obj:
+    rb = unmanaged(name, role="admin", group="alice")
+    rb["metadata"]["labels"] = {MANAGED_LABEL: "true", **labels}
+    rb["metadata"]["ownerReferences"] = [dict(_ours("x")["metadata"]["ownerReferences"][0])]
+    return rb
+
+
+def _platform_trigger_binding() -> Obj:
+    """The platform operator's ambient-session-trigger binding: managed=true, owner settings."""
+    rb = _backend("ambient-session-trigger", {})
+    rb["roleRef"] = {"apiGroup": RBAC, "kind": "Role", "name": "ambient-session-trigger"}
+    rb["subjects"] = [{"kind": "ServiceAccount", "name": "ambient-session-trigger"}]
+    return rb
+
+
+RBAC = "rbac.authorization.k8s.io"
+
+
+@pytest.mark.parametrize(
+    ("have", "deleted"),
+    [
+        pytest.param(_ours("old", "admin"), True, id="ours-removed"),
+        pytest.param(_without(_ours("kept"), "labels", MANAGED_LABEL), True, id="ours-no-managed"),
+        pytest.param(_ours("gone", uid=OTHER_UID), False, id="ours-other-settings"),
+        pytest.param(_without(_ours("a"), "annotations", GROUP_ANNOTATION), False, id="no-group"),
+        pytest.param(_without(_ours("o"), "ownerReferences"), False, id="ours-unowned"),
+        pytest.param(_earlier_version("legacy"), False, id="earlier-version"),
+        pytest.param(_without(_earlier_version("u"), "ownerReferences"), False, id="platform"),
+        pytest.param(_platform_trigger_binding(), False, id="platform-trigger-binding"),
+        pytest.param(_backend("ambient-admin-alice", {"ambient-code.io/role": "admin"}), False),
+        pytest.param(_backend("ambient-permission-edit-bob", {"app": "ambient-permission"}), False),
+        pytest.param(_backend("ambient-key-ci", {"app": "ambient-access-key"}), False),
+        pytest.param(unmanaged("someone-view"), False, id="unmanaged"),
+    ],
+)
+def test_plan_deletes_only_bindings_with_the_marker(have: Obj, deleted: bool) -> None:
+    before = copy.deepcopy(have)
+    plan = plan_role_bindings({}, [have], UID)
+    assert plan.delete == ([have["metadata"]["name"]] if deleted else [])
     assert (plan.create, plan.update, plan.recreate, plan.conflicts) == ([], [], [], [])
+    assert have == before
+
+
+def _platform_group_binding() -> Obj:
+    """How the platform's operator leaves a group binding: managed=true, no owner, no marker."""
+    rb = unmanaged("devs-edit", role="edit", group="devs")
+    rb["metadata"]["labels"] = {MANAGED_LABEL: "true"}
+    return rb
+
+
+def test_plan_adopts_the_platform_operators_binding_when_it_grants_the_same() -> None:
+    plan = plan_role_bindings({"devs-edit": DESIRED["devs-edit"]}, [_platform_group_binding()], UID)
+    [adopted] = plan.update
+    assert adopted["metadata"]["labels"] == MARKED
+    assert adopted["metadata"]["annotations"] == {GROUP_ANNOTATION: "devs"}
+    assert [r["uid"] for r in adopted["metadata"]["ownerReferences"]] == [UID]
+    assert (adopted["roleRef"], adopted["subjects"]) == (
+        DESIRED["devs-edit"]["roleRef"],
+        DESIRED["devs-edit"]["subjects"],
+    )
+
+
+def _earlier_version_of_other_settings(group: str, role: str) -> Obj:
+    rb = _ours(group, role, uid=OTHER_UID)
+    del rb["metadata"]["labels"][LABEL_MANAGED_BY]
+    return rb
+
+
+def _also(rb: Obj, **changes: Any) -> Obj:
+    return {**rb, **changes}
 
 
 @pytest.mark.parametrize(
@@ -372,10 +440,22 @@ def test_plan_deletes_only_managed_bindings_owned_by_these_settings() -> None:
     [
         pytest.param(unmanaged("devs-edit", role="admin", group="mallory"), id="unmanaged"),
         pytest.param(
-            stored(
-                desired_role_bindings(settings(access("devs", "edit"), uid=OTHER_UID))["devs-edit"]
-            ),
+            _earlier_version_of_other_settings("devs", "edit"),
             id="other-controller",
+        ),
+        pytest.param(
+            _also(_platform_group_binding(), subjects=[{"kind": "User", "name": "eve"}]),
+            id="platform-granting-something-else",
+        ),
+        pytest.param(
+            _also(
+                _platform_group_binding(),
+                metadata={
+                    "name": "devs-edit",
+                    "labels": {MANAGED_LABEL: "true", "ambient-code.io/role": "admin"},
+                },
+            ),
+            id="backend-marker",
         ),
     ],
 )

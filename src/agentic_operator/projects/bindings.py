@@ -9,8 +9,9 @@ Differences from the upstream operator's handling of ``groupAccess``, on purpose
 
 * Unknown roles are reported (see :func:`invalid_entries`) instead of silently becoming ``view``:
   a typo such as ``adimn`` should be visible, not quietly grant less than intended.
-* Bindings carry a controller ownerReference to the ProjectSettings, so deleting the settings lets
-  the garbage collector remove them, and bindings for removed entries are deleted.
+* Bindings carry the operator's marker (see :mod:`agentic_operator.projects.ownership`) and a
+  controller ownerReference to the ProjectSettings, so deleting the settings lets the garbage
+  collector remove them, and bindings for removed entries are deleted: only those with the marker.
 * Drift (subjects, labels, annotation, owner) is corrected; a changed ``roleRef`` (immutable in the
   API) is handled by delete + create.
 
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentic_operator.kube.resources import PROJECT_SETTINGS, ROLE_BINDINGS, Obj
-from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
+from agentic_operator.projects.ownership import Origin, controller_uid, origin, with_marker
+from agentic_operator.sessions.model import LABEL_MANAGED, PROJECT_SETTINGS_NAME
 
 ROLE_TO_CLUSTERROLE: dict[str, str] = {
     "admin": "ambient-project-admin",
@@ -41,8 +43,9 @@ ROLE_TO_CLUSTERROLE: dict[str, str] = {
     "view": "ambient-project-view",
 }
 
-MANAGED_LABEL = "ambient-code.io/managed"
-"""Marks managed namespaces and the RoleBindings this controller owns (value ``"true"``)."""
+MANAGED_LABEL = LABEL_MANAGED
+"""On managed namespaces and, for the platform's sake, on the RoleBindings this controller makes
+(value ``"true"``); shared with the backend, so it does not say who made an object."""
 
 GROUP_ANNOTATION = "ambient-code.io/group-name"
 """The exact group name on a binding, since the (sanitised) binding name may not show it."""
@@ -59,7 +62,11 @@ def default_project_settings(namespace: str) -> Obj:
     return {
         "apiVersion": PROJECT_SETTINGS.api_version,
         "kind": PROJECT_SETTINGS.kind,
-        "metadata": {"name": PROJECT_SETTINGS_NAME, "namespace": namespace},
+        "metadata": {
+            "name": PROJECT_SETTINGS_NAME,
+            "namespace": namespace,
+            "labels": with_marker(),
+        },
         "spec": {"groupAccess": []},
     }
 
@@ -131,24 +138,29 @@ def invalid_entries(project_settings: Obj) -> list[str]:
     return _analyse(project_settings)[1]
 
 
+def settings_owner(project_settings: Obj) -> Obj:
+    """The controller ownerReference to a stored ProjectSettings (namespace and uid set)."""
+    meta = project_settings.get("metadata") or {}
+    if not meta.get("namespace") or not meta.get("uid"):
+        raise ValueError("ProjectSettings needs metadata.namespace and metadata.uid")
+    return {
+        "apiVersion": PROJECT_SETTINGS.api_version,
+        "kind": PROJECT_SETTINGS.kind,
+        "name": meta.get("name", PROJECT_SETTINGS_NAME),
+        "uid": meta["uid"],
+        # No blockOwnerDeletion: it would need update on projectsettings/finalizers wherever
+        # the OwnerReferencesPermissionEnforcement admission plugin is enabled, for no benefit.
+        "controller": True,
+    }
+
+
 def desired_role_bindings(project_settings: Obj) -> dict[str, Obj]:
     """Binding name -> the RoleBinding that should exist for each valid ``groupAccess`` entry.
 
     The settings must be a stored object (namespace and uid set): the bindings are owned by it.
     """
-    meta = project_settings.get("metadata") or {}
-    namespace, uid = meta.get("namespace"), meta.get("uid")
-    if not namespace or not uid:
-        raise ValueError("ProjectSettings needs metadata.namespace and metadata.uid")
-    owner = {
-        "apiVersion": PROJECT_SETTINGS.api_version,
-        "kind": PROJECT_SETTINGS.kind,
-        "name": meta.get("name", PROJECT_SETTINGS_NAME),
-        "uid": uid,
-        # No blockOwnerDeletion: it would need update on projectsettings/finalizers wherever
-        # the OwnerReferencesPermissionEnforcement admission plugin is enabled, for no benefit.
-        "controller": True,
-    }
+    owner = settings_owner(project_settings)
+    namespace = project_settings["metadata"]["namespace"]
     entries, _ = _analyse(project_settings)
     return {
         name: {
@@ -157,7 +169,7 @@ def desired_role_bindings(project_settings: Obj) -> dict[str, Obj]:
             "metadata": {
                 "name": name,
                 "namespace": namespace,
-                "labels": {MANAGED_LABEL: "true"},
+                "labels": with_marker(),
                 "annotations": {GROUP_ANNOTATION: entry.group},
                 "ownerReferences": [dict(owner)],
             },
@@ -194,20 +206,11 @@ class Plan:
         return not (self.create or self.update or self.delete or self.recreate)
 
 
-def _controller_uid(obj: Obj) -> str | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
-
-
-def _is_managed(obj: Obj) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return labels.get(MANAGED_LABEL) == "true"
-
-
 def _corrected(existing: Obj, want: Obj) -> Obj | None:
-    """``existing`` with ``want``'s subjects, labels, annotations and owner; None if no drift."""
+    """``existing`` with ``want``'s subjects, labels, annotations and owner; None if no drift.
+
+    Another controller reference (an earlier incarnation of the settings) is replaced: the API
+    server allows one controller per object."""
     meta = existing.get("metadata") or {}
     want_meta = want["metadata"]
     labels = dict(meta.get("labels") or {})
@@ -223,9 +226,10 @@ def _corrected(existing: Obj, want: Obj) -> Obj | None:
     for key, value in want_meta["annotations"].items():
         if annotations.get(key) != value:
             annotations[key], drifted = value, True
-    if not any(ref.get("uid") == want_owner["uid"] and ref.get("controller") for ref in owners):
-        # Adopt: upstream created these bindings with the managed label and no owner.
-        owners = [ref for ref in owners if ref.get("uid") != want_owner["uid"]]
+    if controller_uid(existing) != want_owner["uid"]:
+        owners = [
+            r for r in owners if not r.get("controller") and r.get("uid") != want_owner["uid"]
+        ]
         owners.append(dict(want_owner))
         drifted = True
     if not drifted:
@@ -241,18 +245,31 @@ def _corrected(existing: Obj, want: Obj) -> Obj | None:
     return fixed
 
 
+def _proven_ours(have: Obj, settings_uid: str) -> bool:
+    """Ours, or made by an earlier version of this operator: ``managed=true``, the group-name
+    annotation and a controller reference to these settings, all of which it always set."""
+    found = origin(have, settings_uid)
+    annotations = (have.get("metadata") or {}).get("annotations") or {}
+    return found is Origin.OURS or (found is Origin.LEGACY and GROUP_ANNOTATION in annotations)
+
+
+def _grants_the_same(have: Obj, want: Obj) -> bool:
+    return bool(have.get("roleRef") == want["roleRef"] and have.get("subjects") == want["subjects"])
+
+
 def plan_role_bindings(desired: dict[str, Obj], existing: list[Obj], settings_uid: str) -> Plan:
     """Compare desired bindings with the RoleBindings in the namespace (any labels).
 
     * missing -> create;
-    * present and ours -> update if the subjects, labels, annotation or owner drifted, recreate if
-      ``roleRef`` differs. Ours means controller-owned by these settings (``settings_uid``; a lost
-      managed label is then restored), or carrying the managed label with no controller at all
-      (bindings made by the upstream operator, which are adopted);
-    * present but foreign (no managed label and not controlled by these settings, or controlled
-      by another owner) -> never touched, reported in ``conflicts``;
-    * not desired -> deleted only if it carries the managed label AND is controller-owned by these
-      settings.
+    * ours (the marker) or made by an earlier version of this operator (:func:`_proven_ours`) ->
+      update if the subjects, labels, annotation or owner drifted (adding the marker adopts it),
+      recreate if ``roleRef`` differs;
+    * left by the platform's operator (``managed=true``, no owner, or a controller reference to
+      these settings) and granting exactly what is wanted -> adopted by the same update;
+    * anything else with a desired name (the backend's, someone else's, or an older one granting
+      something else) -> never touched, reported in ``conflicts``;
+    * not desired -> deleted only if it carries the marker, the group-name annotation and a
+      controller reference to these settings. Objects without the marker are never deleted.
     """
     plan = Plan()
     by_name = {str((b.get("metadata") or {}).get("name")): b for b in existing}
@@ -262,9 +279,9 @@ def plan_role_bindings(desired: dict[str, Obj], existing: list[Obj], settings_ui
         if have is None:
             plan.create.append(want)
             continue
-        controller = _controller_uid(have)
-        ours = controller == settings_uid or (controller is None and _is_managed(have))
-        if not ours:
+        found = origin(have, settings_uid)
+        adoptable = found in (Origin.LEGACY, Origin.UNOWNED) and _grants_the_same(have, want)
+        if not (_proven_ours(have, settings_uid) or adoptable):
             plan.conflicts.append(name)
             continue
         if have.get("roleRef") != want["roleRef"]:
@@ -274,9 +291,13 @@ def plan_role_bindings(desired: dict[str, Obj], existing: list[Obj], settings_ui
         if fixed is not None:
             plan.update.append(fixed)
     for name in sorted(by_name):
-        if name in desired:
-            continue
         have = by_name[name]
-        if _is_managed(have) and _controller_uid(have) == settings_uid:
+        annotations = (have.get("metadata") or {}).get("annotations") or {}
+        if (
+            name not in desired
+            and origin(have, settings_uid) is Origin.OURS
+            and GROUP_ANNOTATION in annotations
+            and controller_uid(have) == settings_uid
+        ):
             plan.delete.append(name)
     return plan

@@ -268,12 +268,12 @@ def owner_reference(session: Obj) -> Obj:
 
 
 def child_metadata(session: Obj, name: str, labels: dict[str, str]) -> Obj:
-    """Metadata of an object the session owns: its namespace, ``labels``, the controller
-    ownerReference."""
+    """Metadata of an object the session owns: its namespace, ``labels`` plus this operator's
+    marker (``LABEL_MANAGED_BY``), the controller ownerReference."""
     return {
         "name": name,
         "namespace": session["metadata"]["namespace"],
-        "labels": labels,
+        "labels": {**labels, LABEL_MANAGED_BY: MANAGED_BY},
         "ownerReferences": [owner_reference(session)],
     }
 
