@@ -11,9 +11,8 @@ import pytest
 
 from agentic_operator.kube.resources import Obj
 from agentic_operator.sessions import model
-from agentic_operator.sessions.builders import (
-    build_job,
-)
+from agentic_operator.sessions.agents import AgentSpec
+from agentic_operator.sessions.builders import PodInputs, build_job, build_runner_env
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.objects import (
     build_oauth_placeholder_secret,
@@ -33,6 +32,8 @@ VERTEX = SessionConfig(
     google_application_credentials="/app/vertex/key.json",
 )
 OAUTH = SessionConfig(google_oauth_client_id="client-1")
+OAUTH_URL = SessionConfig(backend_public_url="https://ui.example.com")
+MCP_FILE = SessionConfig(mcp_config_file="/cfg/mcp.json")
 MARKER = {model.LABEL_MANAGED_BY: model.MANAGED_BY}
 """On every object the operator creates (not on the pod template: the Job controller makes pods)."""
 OWNER = {
@@ -74,10 +75,29 @@ def values(obj: Obj, cfg: SessionConfig = CFG, run: int = 1) -> dict[str, str | 
 
 ENV_ROWS = [
     pytest.param(session(), CFG, 1, "DEBUG", "true", id="debug"),
-    pytest.param(session(), CFG, 1, "INTERACTIVE", "true", id="interactive-default"),
+    pytest.param(session(), CFG, 1, "PROJECT_NAME", "ns", id="project-name"),
+    pytest.param(session(), CFG, 1, "AGUI_PORT", "8001", id="agui-port-default"),
     pytest.param(
-        session(interactive=False), CFG, 1, "INTERACTIVE", "false", id="interactive-false"
+        session(),
+        OAUTH_URL,
+        1,
+        "GOOGLE_OAUTH_REDIRECT_URI",
+        "https://ui.example.com/oauth2callback",
+        id="oauth-redirect",
     ),
+    pytest.param(session(), MCP_FILE, 1, "MCP_CONFIG_FILE", "/cfg/mcp.json", id="mcp-config"),
+    pytest.param(
+        session(mcpServers={"custom": {"gh": {"command": "x"}}, "disabled": ["a"]}),
+        CFG,
+        1,
+        "CUSTOM_MCP_SERVERS",
+        '{"custom":{"gh":{"command":"x"}},"disabled":["a"]}',
+        id="custom-mcp",
+    ),
+    pytest.param(session(), VERTEX, 1, "USE_VERTEX", "1", id="use-vertex-on"),
+    pytest.param(session(), CFG, 1, "USE_VERTEX", "0", id="use-vertex-off"),
+    pytest.param(session(), VERTEX, 1, "GCE_METADATA_HOST", "metadata.invalid", id="gce-host"),
+    pytest.param(session(), VERTEX, 1, "GCE_METADATA_TIMEOUT", "1", id="gce-timeout"),
     pytest.param(session(), CFG, 1, "AGENTIC_SESSION_NAME", "s1", id="session-name"),
     pytest.param(session(), CFG, 1, "SESSION_ID", "s1", id="session-id"),
     pytest.param(session(), CFG, 1, "AGENTIC_SESSION_NAMESPACE", "ns", id="namespace"),
@@ -134,10 +154,6 @@ ENV_ROWS = [
         "TIMEOUT",
         "900",
         id="timeout-not-the-ceiling",
-    ),
-    pytest.param(session(), CFG, 1, "AUTO_PUSH_ON_COMPLETE", "false", id="autopush-default"),
-    pytest.param(
-        session(autoPushOnComplete=True), CFG, 1, "AUTO_PUSH_ON_COMPLETE", "true", id="autopush"
     ),
     pytest.param(session(), CFG, 1, "USE_AGUI", "true", id="use-agui"),
     pytest.param(
@@ -260,6 +276,17 @@ ABSENT_ROWS = [
     pytest.param(session(), CFG, "GOOGLE_OAUTH_CLIENT_SECRET", id="no-oauth-secret"),
     pytest.param(session(), CFG, "GOOGLE_MCP_CREDENTIALS_DIR", id="no-oauth-credentials-dir"),
     pytest.param(session(), CFG, "LANGFUSE_HOST", id="no-langfuse"),
+    pytest.param(session(), CFG, "MLFLOW_TRACKING_URI", id="no-mlflow"),
+    pytest.param(session(), CFG, "GOOGLE_OAUTH_REDIRECT_URI", id="no-redirect"),
+    pytest.param(session(), CFG, "MCP_CONFIG_FILE", id="no-mcp-config"),
+    pytest.param(session(), CFG, "CUSTOM_MCP_SERVERS", id="no-custom-mcp"),
+    pytest.param(session(mcpServers={}), CFG, "CUSTOM_MCP_SERVERS", id="empty-custom-mcp"),
+    pytest.param(session(), CFG, "PROJECT_MCP_SERVERS", id="no-project-mcp"),
+    pytest.param(session(), CFG, "LLM_MODEL_VERTEX_ID", id="no-vertex-model-id"),
+    pytest.param(session(), CFG, "GCE_METADATA_HOST", id="no-gce-without-vertex"),
+    pytest.param(session(interactive=False), CFG, "INTERACTIVE", id="no-interactive"),
+    pytest.param(session(autoPushOnComplete=True), CFG, "AUTO_PUSH_ON_COMPLETE", id="no-autopush"),
+    pytest.param(session(), CFG, "BOT_TOKEN", id="no-bot-token-variable"),
 ]
 
 
@@ -288,12 +315,54 @@ def test_parent_annotation_then_spec_env_override() -> None:
         ({model.ANN_RUNNER_TOKEN_SECRET: ""}, "ambient-runner-token-s1"),
     ],
 )
-def test_bot_token_from_secret(annotations: dict[str, str] | None, secret: str) -> None:
-    entry = env_of(session(annotations))["BOT_TOKEN"]
+def test_agui_token_and_bot_token_file_from_the_token_secret(
+    annotations: dict[str, str] | None, secret: str
+) -> None:
+    entry = env_of(session(annotations))["AGUI_TOKEN"]
     assert "value" not in entry
     assert entry["valueFrom"] == {
-        "secretKeyRef": {"name": secret, "key": "k8s-token", "optional": False}
+        "secretKeyRef": {"name": secret, "key": "agui-token", "optional": False}
     }
+    job, _ = build_job(session(annotations), CFG, run=1)
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["runner-token"]["secret"] == {
+        "secretName": secret,
+        "items": [{"key": "k8s-token", "path": "bot-token"}],
+    }
+    assert {
+        "name": "runner-token",
+        "mountPath": "/var/run/secrets/ambient",
+        "readOnly": True,
+    } in container(job)["volumeMounts"]
+
+
+def test_project_mcp_servers_and_vertex_model_id_come_from_the_inputs() -> None:
+    inputs = PodInputs(
+        project_mcp_servers={"custom": {"jira": {"url": "https://j"}}},
+        vertex_model_id="claude-sonnet-4-6@20260101",
+    )
+    job, _ = build_job(session(), CFG, run=1, inputs=inputs)
+    env = {e["name"]: e.get("value") for e in container(job)["env"]}
+    assert env["PROJECT_MCP_SERVERS"] == '{"custom":{"jira":{"url":"https://j"}}}'
+    assert env["LLM_MODEL_VERTEX_ID"] == "claude-sonnet-4-6@20260101"
+
+
+def test_mlflow_env_is_optional_secret_refs() -> None:
+    env = env_of(session(), SessionConfig(mlflow_enabled=True))
+    for key in (
+        "MLFLOW_TRACING_ENABLED",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_AUTH",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_WORKSPACE",
+        "OBSERVABILITY_BACKENDS",
+    ):
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert ref == {
+            "name": "ambient-admin-mlflow-observability-secret",
+            "key": key,
+            "optional": True,
+        }
 
 
 def test_oauth_client_secret_comes_from_the_token_secret() -> None:
@@ -318,20 +387,96 @@ def test_langfuse_env_is_optional_secret_refs() -> None:
         assert ref == {"name": "ambient-admin-langfuse-secret", "key": key, "optional": True}
 
 
-def test_env_order_contract_then_user() -> None:
-    obj = session(environmentVariables={"ZZZ_NEW": "1", "AAA_NEW": "2"}, repos=[{"url": "u"}])
-    names = list(env_of(obj))
-    assert names[:7] == [
-        "DEBUG",
-        "INTERACTIVE",
-        "AGENTIC_SESSION_NAME",
-        "SESSION_ID",
-        "AGENTIC_SESSION_NAMESPACE",
-        "WORKSPACE_PATH",
-        "ARTIFACTS_DIR",
-    ]
-    assert names.index("IS_RESUME") < names.index("BOT_TOKEN") < names.index("REPOS_JSON")
-    assert names[-2:] == ["ZZZ_NEW", "AAA_NEW"]
+FULL = SessionConfig(
+    google_oauth_client_id="cid",
+    google_oauth_client_secret="cs",
+    backend_public_url="https://ui",
+    mcp_config_file="/m.json",
+    langfuse_enabled=True,
+    mlflow_enabled=True,
+    use_vertex=True,
+    cloud_ml_region="r",
+    vertex_project_id="p",
+    google_application_credentials="/app/vertex/k.json",
+)
+FULL_ORDER = [
+    "DEBUG",
+    "AGENTIC_SESSION_NAME",
+    "AGENTIC_SESSION_NAMESPACE",
+    "SESSION_ID",
+    "PROJECT_NAME",
+    "WORKSPACE_PATH",
+    "ARTIFACTS_DIR",
+    "AGUI_PORT",
+    "AGUI_TOKEN",
+    "GOOGLE_MCP_CREDENTIALS_DIR",
+    "GOOGLE_OAUTH_CLIENT_ID",
+    "GOOGLE_OAUTH_CLIENT_SECRET",
+    "GOOGLE_OAUTH_REDIRECT_URI",
+    "MCP_CONFIG_FILE",
+    "CUSTOM_MCP_SERVERS",
+    "PROJECT_MCP_SERVERS",
+    "USER_ID",
+    "USER_NAME",
+    "INITIAL_PROMPT",
+    "LLM_MODEL",
+    "LLM_TEMPERATURE",
+    "LLM_MAX_TOKENS",
+    "USE_AGUI",
+    "TIMEOUT",
+    "BACKEND_API_URL",
+    "LLM_MODEL_VERTEX_ID",
+    "LANGFUSE_ENABLED",
+    "LANGFUSE_HOST",
+    "LANGFUSE_PUBLIC_KEY",
+    "LANGFUSE_SECRET_KEY",
+    "MLFLOW_TRACING_ENABLED",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_AUTH",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_WORKSPACE",
+    "OBSERVABILITY_BACKENDS",
+    "USE_VERTEX",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLOUD_ML_REGION",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GCE_METADATA_HOST",
+    "GCE_METADATA_TIMEOUT",
+    "PARENT_SESSION_ID",
+    "IS_RESUME",
+    "REPOS_JSON",
+    "MAIN_REPO_NAME",
+    "MAIN_REPO_INDEX",
+    "ACTIVE_WORKFLOW_GIT_URL",
+    "ACTIVE_WORKFLOW_BRANCH",
+    "ACTIVE_WORKFLOW_PATH",
+    "RUNNER_TYPE",
+    "RUNNER_STATE_DIR",
+    "ZZZ_NEW",
+    "AAA_NEW",
+]
+
+
+def test_env_order_is_the_contract_then_registry_then_user() -> None:
+    obj = session(
+        {model.ANN_PARENT_SESSION: "p"},
+        userContext={"userId": "u", "displayName": "U"},
+        initialPrompt="hi",
+        mcpServers={"custom": {"a": {}}},
+        repos=[{"url": "u"}],
+        mainRepoName="u",
+        mainRepoIndex=0,
+        activeWorkflow={"gitUrl": "g", "branch": "b", "path": "p"},
+        environmentVariables={"ZZZ_NEW": "1", "RUNNER_TYPE": "mine", "AAA_NEW": "2"},
+    )
+    agent = AgentSpec(env=(("RUNNER_TYPE", "from-registry"), ("RUNNER_STATE_DIR", ".claude")))
+    inputs = PodInputs(agent=agent, project_mcp_servers={"x": 1}, vertex_model_id="v")
+    env, skipped = build_runner_env(obj, FULL, run=1, inputs=inputs)
+    assert skipped == []
+    assert [e["name"] for e in env] == FULL_ORDER
+    # The registry's entry is appended where absent; the user's then replaces it in place.
+    assert {e["name"]: e.get("value") for e in env}["RUNNER_TYPE"] == "mine"
 
 
 # --- user overrides ------------------------------------------------------------------------------
@@ -346,7 +491,22 @@ OVERRIDE_ROWS = [
         [],
         id="replace-two",
     ),
-    pytest.param({"BOT_TOKEN": "stolen"}, CFG, {}, ["BOT_TOKEN"], id="valueFrom-protected"),
+    pytest.param({"AGUI_TOKEN": "stolen"}, CFG, {}, ["AGUI_TOKEN"], id="valueFrom-protected"),
+    pytest.param({"BOT_TOKEN": "t"}, CFG, {"BOT_TOKEN": "t"}, [], id="bot-token-is-just-a-name"),
+    pytest.param(
+        {"USE_VERTEX": "1", "CLAUDE_CODE_USE_VERTEX": "1"},
+        CFG,
+        {"USE_VERTEX": "0", "CLAUDE_CODE_USE_VERTEX": "0"},
+        ["USE_VERTEX", "CLAUDE_CODE_USE_VERTEX"],
+        id="vertex-mode-protected",
+    ),
+    pytest.param(
+        {"MLFLOW_TRACKING_URI": "x"},
+        SessionConfig(mlflow_enabled=True),
+        {},
+        ["MLFLOW_TRACKING_URI"],
+        id="mlflow-valueFrom-protected",
+    ),
     pytest.param(
         {"LANGFUSE_SECRET_KEY": "x", "OK": "1"},
         SessionConfig(langfuse_enabled=True),
@@ -370,8 +530,10 @@ def test_user_env_overrides(
         assert env[name] == {"name": name, "value": value}
     for name in skipped:
         entry = env.get(name)
-        # Never an entry with both value and valueFrom (the API server rejects those).
-        assert entry is None or "value" not in entry
+        # Never an entry with both value and valueFrom (the API server rejects those), and a
+        # protected plain entry keeps the operator's value.
+        assert entry is None or "valueFrom" not in entry or "value" not in entry
+        assert entry is None or entry.get("value") != overrides[name]
 
 
 def test_replaced_entry_keeps_position() -> None:
@@ -448,8 +610,8 @@ def test_runner_container() -> None:
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["ports"] == [{"name": "agui", "containerPort": 8001, "protocol": "TCP"}]
     assert c["resources"] == {
-        "requests": {"cpu": "100m", "memory": "256Mi"},
-        "limits": {"cpu": "2", "memory": "4Gi"},
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "8Gi"},
     }
 
 
@@ -484,49 +646,84 @@ def test_env_from(cfg: SessionConfig, env_from: list[Obj]) -> None:
     assert container(build_job(session(), cfg, run=1)[0])["envFrom"] == env_from
 
 
+TOKEN_VOLUME = {
+    "name": "runner-token",
+    "secret": {
+        "secretName": "ambient-runner-token-s1",
+        "items": [{"key": "k8s-token", "path": "bot-token"}],
+    },
+}
+TOKEN_MOUNT = {"name": "runner-token", "mountPath": "/var/run/secrets/ambient", "readOnly": True}
+WORKSPACE_MOUNTS = [
+    {"name": "workspace", "mountPath": "/workspace"},
+    {"name": "workspace", "mountPath": "/app/.claude", "subPath": ".claude"},
+]
+EMPTY_DIR = {"name": "workspace", "emptyDir": {"sizeLimit": "10Gi"}}
+
+
 @pytest.mark.parametrize(
-    ("cfg", "volumes", "mounts"),
+    ("cfg", "inputs", "volumes", "mounts"),
     [
-        (
-            CFG,
-            [{"name": "workspace", "emptyDir": {"sizeLimit": "10Gi"}}],
-            [
-                {"name": "workspace", "mountPath": "/workspace"},
-                {"name": "workspace", "mountPath": "/app/.claude", "subPath": ".claude"},
-            ],
-        ),
+        (CFG, PodInputs(), [EMPTY_DIR, TOKEN_VOLUME], [*WORKSPACE_MOUNTS, TOKEN_MOUNT]),
         (
             SessionConfig(workspace_pvc=True),
-            [{"name": "workspace", "persistentVolumeClaim": {"claimName": "ambient-workspace-s1"}}],
+            PodInputs(),
             [
-                {"name": "workspace", "mountPath": "/workspace"},
-                {"name": "workspace", "mountPath": "/app/.claude", "subPath": ".claude"},
+                {
+                    "name": "workspace",
+                    "persistentVolumeClaim": {"claimName": "ambient-workspace-s1"},
+                },
+                TOKEN_VOLUME,
             ],
+            [*WORKSPACE_MOUNTS, TOKEN_MOUNT],
         ),
         (
             VERTEX,
+            PodInputs(),
             [
-                {"name": "workspace", "emptyDir": {"sizeLimit": "10Gi"}},
+                EMPTY_DIR,
+                TOKEN_VOLUME,
                 {"name": "vertex", "secret": {"secretName": "ambient-vertex"}},
             ],
             [
-                {"name": "workspace", "mountPath": "/workspace"},
-                {"name": "workspace", "mountPath": "/app/.claude", "subPath": ".claude"},
+                *WORKSPACE_MOUNTS,
+                TOKEN_MOUNT,
                 {"name": "vertex", "mountPath": "/app/vertex", "readOnly": True},
             ],
         ),
         (
-            OAUTH,
+            CFG,
+            PodInputs(trusted_ca_bundle=True),
             [
-                {"name": "workspace", "emptyDir": {"sizeLimit": "10Gi"}},
+                EMPTY_DIR,
+                TOKEN_VOLUME,
+                {"name": "trusted-ca-bundle", "configMap": {"name": "trusted-ca-bundle"}},
+            ],
+            [
+                *WORKSPACE_MOUNTS,
+                TOKEN_MOUNT,
+                {
+                    "name": "trusted-ca-bundle",
+                    "mountPath": "/etc/pki/tls/certs/ca-bundle.crt",
+                    "subPath": "ca-bundle.crt",
+                    "readOnly": True,
+                },
+            ],
+        ),
+        (
+            OAUTH,
+            PodInputs(),
+            [
+                EMPTY_DIR,
+                TOKEN_VOLUME,
                 {
                     "name": "google-oauth",
                     "secret": {"secretName": "s1-google-oauth", "optional": True},
                 },
             ],
             [
-                {"name": "workspace", "mountPath": "/workspace"},
-                {"name": "workspace", "mountPath": "/app/.claude", "subPath": ".claude"},
+                *WORKSPACE_MOUNTS,
+                TOKEN_MOUNT,
                 {
                     "name": "google-oauth",
                     "mountPath": "/app/.google_workspace_mcp/credentials",
@@ -534,10 +731,28 @@ def test_env_from(cfg: SessionConfig, env_from: list[Obj]) -> None:
                 },
             ],
         ),
+        (
+            CFG,
+            PodInputs(agent=AgentSpec(state_dir=".gemini", workspace_size="3Gi")),
+            [{"name": "workspace", "emptyDir": {"sizeLimit": "3Gi"}}, TOKEN_VOLUME],
+            [
+                {"name": "workspace", "mountPath": "/workspace"},
+                {"name": "workspace", "mountPath": "/app/.gemini", "subPath": ".gemini"},
+                TOKEN_MOUNT,
+            ],
+        ),
+        (
+            CFG,
+            PodInputs(agent=AgentSpec(persist=False, clone_repos=False)),
+            [TOKEN_VOLUME],
+            [TOKEN_MOUNT],
+        ),
     ],
 )
-def test_volumes(cfg: SessionConfig, volumes: list[Obj], mounts: list[Obj]) -> None:
-    job, _ = build_job(session(), cfg, run=1)
+def test_volumes(
+    cfg: SessionConfig, inputs: PodInputs, volumes: list[Obj], mounts: list[Obj]
+) -> None:
+    job, _ = build_job(session(), cfg, run=1, inputs=inputs)
     assert job["spec"]["template"]["spec"]["volumes"] == volumes
     assert container(job)["volumeMounts"] == mounts
 
@@ -550,7 +765,7 @@ def test_build_job_rejects_run_zero() -> None:
 def test_builders_do_not_mutate_session() -> None:
     obj = session(
         {model.ANN_PARENT_SESSION: "p"},
-        environmentVariables={"BOT_TOKEN": "x"},
+        environmentVariables={"AGUI_TOKEN": "x"},
         repos=[{"url": "u"}],
     )
     snapshot = json.dumps(obj, sort_keys=True)

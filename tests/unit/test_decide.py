@@ -105,6 +105,16 @@ def unschedulable(message: str) -> Obj:
     return p
 
 
+def init_failed() -> Obj:
+    """A runner pod whose init-hydrate exited 1 (the state store unreachable)."""
+    p = pod(waiting("PodInitializing"), phase="Failed")
+    p["status"]["initContainerStatuses"] = [
+        {"name": "init-hydrate", "state": exited(1)},
+        {"name": "state-sync", "state": waiting("PodInitializing")},
+    ]
+    return p
+
+
 def failed_job(reason: str = "BackoffLimitExceeded") -> Obj:
     return job(cond("FailureTarget", reason), cond("Failed", reason))
 
@@ -252,6 +262,11 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         "A4 Job Failed without a pod",
         observe(session("Running"), failed_job()),
         ("A4", "Failed", "BackoffLimitExceeded", ("Write", "Delete:Job/Background"), None),
+    ),
+    (
+        "A4 init-hydrate failed",
+        observe(session("Creating"), failed_job(), (init_failed(),)),
+        ("A4", "Failed", "PodFailed", ("Write", "Delete:Job/Background"), None),
     ),
     (
         "A4 pod evicted",
@@ -514,7 +529,7 @@ def test_token_is_kept_while_it_outlives_the_run() -> None:
             "annotations": {"ambient-code.io/token-expires-at": "2026-06-04T12:00:00Z"},
             "ownerReferences": [{"uid": "uid-s1", "controller": True}],
         },
-        "data": {},
+        "data": {"agui-token": "dG9r"},
     }
     start = StartInputs(runner_secret=True, token_secret=fresh)
     plan = decide(observe(session("Pending", run=2), start=start))
@@ -634,3 +649,46 @@ def test_scheduling_problem_is_shown_with_the_schedulers_words() -> None:
     assert (cond["status"], cond["reason"], cond["message"]) == ("False", "Unschedulable", msg)
     again = decide(observe({**session("Creating"), "status": st}, job(), (unschedulable(msg),)))
     assert written(again) is None, "an unchanged scheduling problem is written once"
+
+
+@pytest.mark.parametrize(
+    ("data", "cfg", "minted"),
+    [
+        ({"agui-token": "dG9r"}, CFG, False),
+        ({}, CFG, True),
+        ({"agui-token": ""}, CFG, True),
+        (
+            {"agui-token": "dG9r"},
+            SessionConfig(s3_access_key_id="a", s3_secret_access_key="b"),
+            True,
+        ),
+        (
+            {"agui-token": "dG9r", "s3-access-key-id": "YQ==", "s3-secret-access-key": "Yg=="},
+            SessionConfig(s3_access_key_id="a", s3_secret_access_key="b"),
+            False,
+        ),
+        (
+            {"agui-token": "dG9r", "s3-access-key-id": "YQ==", "s3-secret-access-key": "Yg=="},
+            CFG,
+            True,
+        ),
+    ],
+)
+def test_token_secret_is_minted_again_without_the_keys_the_pod_needs(
+    data: Obj, cfg: SessionConfig, minted: bool
+) -> None:
+    """A Secret of an earlier version has no agui-token (the pod refers to it, not optional), and
+    one whose S3 keys are not the operator's would give the helpers the wrong store."""
+    secret = {
+        "metadata": {
+            "name": "ambient-runner-token-s1",
+            "namespace": "proj",
+            "resourceVersion": "3",
+            "annotations": {"ambient-code.io/token-expires-at": "2026-06-04T12:00:00Z"},
+            "ownerReferences": [{"uid": "uid-s1", "controller": True}],
+        },
+        "data": data,
+    }
+    start = StartInputs(runner_secret=True, token_secret=secret)
+    plan = decide(observe(session("Pending", run=2), start=start, cfg=cfg))
+    assert any(isinstance(a, ProvisionToken) for a in plan.actions) is minted

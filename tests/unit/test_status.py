@@ -63,6 +63,27 @@ def waiting(reason: str, message: str = "") -> Obj:
 
 RUNNING = {"running": {"startedAt": "2026-01-01T00:01:00Z"}}
 
+
+def helper_pod(
+    hydrate: Obj | None = None,
+    *,
+    sidecar: Obj | None = None,
+    runner: Obj | None = None,
+    phase: str = "Pending",
+) -> Obj:
+    """A runner pod with init-hydrate and the state-sync sidecar in the given states."""
+    p = pod(runner or waiting("PodInitializing"), phase=phase)
+    p["spec"]["initContainers"] = [
+        {"name": "init-hydrate"},
+        {"name": "state-sync", "restartPolicy": "Always"},
+    ]
+    p["status"]["initContainerStatuses"] = [
+        {"name": "init-hydrate", "state": hydrate or terminated(0, "Completed")},
+        {"name": "state-sync", "state": sidecar or waiting("PodInitializing")},
+    ]
+    return p
+
+
 CASES = [
     # Row 1: no Job.
     pytest.param(
@@ -159,6 +180,60 @@ CASES = [
             "CreateContainerError",
         )
     ],
+    # Rows 4b/4c: init containers (init-hydrate, the state-sync sidecar).
+    pytest.param(
+        job(cond("FailureTarget", "PodFailed"), cond("Failed", "BackoffLimitExceeded")),
+        [helper_pod(terminated(1, "Error", "Failed to connect to S3"), phase="Failed")],
+        RunnerObservation(
+            "failed",
+            "PodFailed",
+            "Init container init-hydrate failed (exit 1): Failed to connect to S3 - Error",
+            node="node-1",
+        ),
+        id="4c-init-failed",
+    ),
+    pytest.param(
+        job(cond("Failed", "BackoffLimitExceeded")),
+        [helper_pod(terminated(2), phase="Failed")],
+        RunnerObservation(
+            "failed", "PodFailed", "Init container init-hydrate failed (exit 2)", node="node-1"
+        ),
+        id="4c-init-failed-without-detail",
+    ),
+    pytest.param(
+        job(),
+        [helper_pod(terminated(1, "Error"), phase="Failed")],
+        RunnerObservation(
+            "pending",
+            "InitContainerExited",
+            "Init container init-hydrate failed (exit 1): Error",
+            node="node-1",
+        ),
+        id="4c-init-failed-before-the-job-verdict",
+    ),
+    pytest.param(
+        job(),
+        [helper_pod(waiting("ImagePullBackOff", 'Back-off pulling image "sync"'))],
+        RunnerObservation(
+            "failed",
+            "ImagePullBackOff",
+            'Init container init-hydrate: Back-off pulling image "sync"',
+            node="node-1",
+        ),
+        id="4b-init-image-pull",
+    ),
+    pytest.param(
+        job(),
+        [helper_pod(sidecar=terminated(143, "Error"), phase="Running", runner=RUNNING)],
+        RunnerObservation("running", node="node-1", started_at="2026-01-01T00:01:00Z"),
+        id="4c-a-sidecar-exit-is-no-failure",
+    ),
+    pytest.param(
+        job(),
+        [helper_pod({"running": {}})],
+        RunnerObservation("pending", "PodInitializing", "", node="node-1"),
+        id="9-hydrating",
+    ),
     # Row 5: Job Complete without a visible container state (pod already gone).
     pytest.param(
         job(cond("SuccessCriteriaMet"), cond("Complete")),

@@ -291,11 +291,13 @@ class Executor:
         )
         body["metadata"].setdefault("annotations", {})[model.ANN_TOKEN_EXPIRES_AT] = expires_at
         secret = action.secret
+        objects.add_runner_keys(body, secret, self.cfg)
         if secret is None:
             try:
                 await self.api.create(SECRETS, body, ns)
             except AlreadyExists:
                 secret = await self.api.get(SECRETS, body["metadata"]["name"], ns)
+                objects.add_runner_keys(body, secret, self.cfg)
         if secret is not None:
             body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
             await self.api.replace(SECRETS, body["metadata"]["name"], body, ns)

@@ -9,6 +9,7 @@ ownerReference to the session (:func:`.model.child_metadata`).
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import datetime
 
 from agentic_operator.kube.resources import Obj
@@ -17,6 +18,7 @@ from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.model import (
     AGUI_PORT,
     AGUI_PORT_NAME,
+    AGUI_TOKEN_KEY,
     ANN_TOKEN_REFRESHED_AT,
     GROUP,
     LABEL_APP,
@@ -24,6 +26,8 @@ from agentic_operator.sessions.model import (
     OAUTH_CLIENT_SECRET_KEY,
     OAUTH_SECRET_KEY,
     RUNNER_SA_APP,
+    S3_ACCESS_KEY_ID_KEY,
+    S3_SECRET_ACCESS_KEY_KEY,
     SERVICE_APP,
     TOKEN_SECRET_APP,
     TOKEN_SECRET_KEY,
@@ -40,8 +44,9 @@ from agentic_operator.sessions.model import (
 from agentic_operator.sessions.status import now_rfc3339
 
 
-def build_service(session: Obj) -> Obj:
-    """AG-UI Service ``session-<s>``; selects by session labels so it serves every run's pod."""
+def build_service(session: Obj, *, port: int = AGUI_PORT) -> Obj:
+    """AG-UI Service ``session-<s>``; selects by session labels so it serves every run's pod.
+    ``port``: the runner's (its agent registry entry's, 8001 by default), on the Service too."""
     name = str(session["metadata"]["name"])
     return {
         "apiVersion": "v1",
@@ -55,7 +60,7 @@ def build_service(session: Obj) -> Obj:
             "ports": [
                 {
                     "name": AGUI_PORT_NAME,
-                    "port": AGUI_PORT,
+                    "port": port,
                     "targetPort": AGUI_PORT_NAME,
                     "protocol": "TCP",
                 }
@@ -130,6 +135,33 @@ def build_token_secret(
     if google_oauth_client_secret:
         data[OAUTH_CLIENT_SECRET_KEY] = _b64(google_oauth_client_secret)
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": data}
+
+
+def add_runner_keys(body: Obj, previous: Obj | None, cfg: SessionConfig) -> None:
+    """Complete a token Secret ``body`` with the keys the runner pod refers to: ``agui-token``,
+    the runner's per-session AG-UI token, generated (a random UUID) when the Secret is first made
+    and kept from ``previous`` (the Secret it replaces) afterwards, since a running pod holds it;
+    and the S3 keys when the operator has them (``s3-access-key-id``, ``s3-secret-access-key``:
+    the helper containers' ``AWS_*`` variables refer to them instead of carrying the values)."""
+    data = body.setdefault("data", {})
+    kept = ((previous or {}).get("data") or {}).get(AGUI_TOKEN_KEY)
+    data[AGUI_TOKEN_KEY] = kept if isinstance(kept, str) and kept else _b64(str(uuid.uuid4()))
+    if cfg.s3_credentials:
+        data[S3_ACCESS_KEY_ID_KEY] = _b64(cfg.s3_access_key_id)
+        data[S3_SECRET_ACCESS_KEY_KEY] = _b64(cfg.s3_secret_access_key)
+
+
+def runner_keys_current(secret: Obj, cfg: SessionConfig) -> bool:
+    """The token Secret has an ``agui-token`` and exactly the operator's current S3 keys."""
+    data = secret.get("data") or {}
+    want = {}
+    if cfg.s3_credentials:
+        want = {
+            S3_ACCESS_KEY_ID_KEY: _b64(cfg.s3_access_key_id),
+            S3_SECRET_ACCESS_KEY_KEY: _b64(cfg.s3_secret_access_key),
+        }
+    have = {k: data.get(k) for k in (S3_ACCESS_KEY_ID_KEY, S3_SECRET_ACCESS_KEY_KEY) if k in data}
+    return bool(data.get(AGUI_TOKEN_KEY)) and have == want
 
 
 def _b64(value: str) -> str:

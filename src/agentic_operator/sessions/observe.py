@@ -16,13 +16,21 @@ A reconcile that has nothing to do therefore reads the caches only and makes no 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 from agentic_operator.kube.errors import NotFound
 from agentic_operator.kube.resources import JOBS, SECRETS, Obj, Resource
 from agentic_operator.sessions import model
+from agentic_operator.sessions.agents import (
+    DEFAULT_AGENT,
+    AgentSpec,
+    PodFiles,
+    session_agent,
+    vertex_model_id,
+)
+from agentic_operator.sessions.builders import session_model
 from agentic_operator.sessions.config import SessionConfig
 
 
@@ -52,6 +60,19 @@ class Caches:
     """The ``projectsettings`` singletons (idle limit of a project's sessions)."""
 
 
+class _NoCache:
+    def get(self, key: str) -> Obj | None:
+        return None
+
+
+@dataclass
+class PodCaches:
+    """Caches only the runner pod's shape depends on."""
+
+    config_maps: Cache = field(default_factory=_NoCache)
+    """The namespaces' ``trusted-ca-bundle`` ConfigMaps (an informer limited to that name)."""
+
+
 class Reader(Protocol):
     """The one read the observer makes against the API server."""
 
@@ -70,6 +91,14 @@ class StartInputs:
     langfuse_target: Obj | None = None
     token_secret: Obj | None = None
     """The runner token Secret; not read on a first attempt, which cannot have one yet."""
+    mlflow_source: Obj | None = None
+    mlflow_target: Obj | None = None
+    agent: AgentSpec = DEFAULT_AGENT
+    """The session's agent registry entry (``RUNNER_TYPE``), fallbacks applied."""
+    vertex_model_id: str = ""
+    """The models manifest's Vertex name of the session's model ("" when unknown)."""
+    trusted_ca_bundle: bool = False
+    """The namespace has a ``trusted-ca-bundle`` ConfigMap with ``ca-bundle.crt``."""
 
 
 @dataclass(frozen=True)
@@ -119,12 +148,21 @@ class Observer:
     """Builds observations from the caches, and makes the reads a decision asks for."""
 
     def __init__(
-        self, api: Reader, caches: Caches, cfg: SessionConfig, now: Callable[[], datetime]
+        self,
+        api: Reader,
+        caches: Caches,
+        cfg: SessionConfig,
+        now: Callable[[], datetime],
+        *,
+        files: PodFiles | None = None,
+        pod_caches: PodCaches | None = None,
     ) -> None:
         self.api = api
         self.caches = caches
         self.cfg = cfg
         self.now = now
+        self.files = files
+        self.pod_caches = pod_caches or PodCaches()
 
     def observe(self, key: str) -> Observation | None:
         """The cached state of session ``key``; None when there is nothing to reconcile: the
@@ -178,10 +216,39 @@ class Observer:
             vertex = await self._shared(model.VERTEX_SECRET, ns)
         if cfg.langfuse_enabled:
             langfuse = await self._shared(model.LANGFUSE_SECRET, ns)
+        mlflow: tuple[Obj | None, Obj | None] = (None, None)
+        if cfg.mlflow_enabled:
+            mlflow = await self._shared(model.MLFLOW_SECRET, ns)
         token = None
         if not first_attempt(obs.session):
             token = await self._get(SECRETS, model.token_secret_name(obs.session), ns)
-        return StartInputs(runner_secret, *vertex, *langfuse, token_secret=token)
+        return replace(
+            self._pod_inputs(obs),
+            runner_secret=runner_secret,
+            vertex_source=vertex[0],
+            vertex_target=vertex[1],
+            langfuse_source=langfuse[0],
+            langfuse_target=langfuse[1],
+            token_secret=token,
+            mlflow_source=mlflow[0],
+            mlflow_target=mlflow[1],
+        )
+
+    def _pod_inputs(self, obs: Observation) -> StartInputs:
+        """What the pod's shape depends on, from the mounted files (agent registry, models
+        manifest: re-read at most once a minute) and the ConfigMap cache; no request."""
+        registry = self.files.registry.get() if self.files else None
+        manifest = self.files.models.get() if self.files else None
+        ca = self.pod_caches.config_maps.get(f"{obs.namespace}/{model.TRUSTED_CA_CONFIGMAP}")
+        has_ca = ca is not None and any(
+            model.TRUSTED_CA_KEY in (ca.get(part) or {}) for part in ("data", "binaryData")
+        )
+        return StartInputs(
+            runner_secret=True,
+            agent=session_agent(registry, obs.session),
+            vertex_model_id=vertex_model_id(manifest, session_model(obs.session)),
+            trusted_ca_bundle=has_ca,
+        )
 
     async def _shared(self, name: str, ns: str) -> tuple[Obj | None, Obj | None]:
         """A shared secret in the backend namespace and its copy in ``ns`` (the copy is not read

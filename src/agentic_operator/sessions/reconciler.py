@@ -24,11 +24,12 @@ from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict
 from agentic_operator.runtime.controller import Result
 from agentic_operator.sessions import metrics as m
+from agentic_operator.sessions.agents import PodFiles
 from agentic_operator.sessions.apply import Executor, Recorder, Runner, SessionApi
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.decide import decide
 from agentic_operator.sessions.model import Phase
-from agentic_operator.sessions.observe import Caches, Observer
+from agentic_operator.sessions.observe import Caches, Observer, PodCaches
 from agentic_operator.sessions.plan import Plan
 
 log = logging.getLogger("agentic_operator.sessions")
@@ -49,9 +50,13 @@ class SessionReconciler:
         runner: Runner,
         *,
         clock: Clock | None = None,
+        pod_caches: PodCaches | None = None,
     ) -> None:
         clock = clock or RealClock()
-        self.observer = Observer(api, caches, config, clock.wall)
+        files = PodFiles.at(config.agent_registry_path, config.models_manifest_path, clock)
+        self.observer = Observer(
+            api, caches, config, clock.wall, files=files, pod_caches=pod_caches
+        )
         self.executor = Executor(api, caches, config, recorder, runner, clock)
 
     async def reconcile(self, key: str) -> Result | None:

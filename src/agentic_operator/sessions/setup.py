@@ -17,7 +17,15 @@ from dataclasses import dataclass
 
 from agentic_operator.clock import Clock
 from agentic_operator.kube.client import ApiClient
-from agentic_operator.kube.resources import AGENTIC_SESSIONS, JOBS, PODS, SERVICES, Obj, object_key
+from agentic_operator.kube.resources import (
+    AGENTIC_SESSIONS,
+    CONFIG_MAPS,
+    JOBS,
+    PODS,
+    SERVICES,
+    Obj,
+    object_key,
+)
 from agentic_operator.runtime.cache import CacheWriter, LabelIndex
 from agentic_operator.runtime.controller import Controller
 from agentic_operator.runtime.events import EventRecorder
@@ -26,7 +34,7 @@ from agentic_operator.runtime.manager import Manager
 from agentic_operator.runtime.predicates import Predicate, enqueue_controller_owner, enqueue_object
 from agentic_operator.sessions import model
 from agentic_operator.sessions.config import SessionConfig
-from agentic_operator.sessions.observe import Caches
+from agentic_operator.sessions.observe import Caches, PodCaches
 from agentic_operator.sessions.reconciler import SessionReconciler
 from agentic_operator.sessions.runner import RunnerClient
 
@@ -65,7 +73,15 @@ def setup_with_manager(
     jobs = Informer(client, JOBS, label_selector=runner_selector, name="jobs")
     pods = Informer(client, PODS, label_selector=runner_selector, name="pods")
     services = Informer(client, SERVICES, label_selector=model.LABEL_SESSION, name="services")
-    for informer in (sessions, jobs, pods, services):
+    # Only the trusted CA bundles, and only whether they hold the key the runner mounts.
+    config_maps = Informer(
+        client,
+        CONFIG_MAPS,
+        field_selector=f"metadata.name={model.TRUSTED_CA_CONFIGMAP}",
+        transform=ca_bundle_presence,
+        name="configmaps",
+    )
+    for informer in (sessions, jobs, pods, services, config_maps):
         mgr.add_informer(informer)
     pods_index = LabelIndex(pods.store, model.LABEL_SESSION)
     pods.add_handler(pods_index.on_add, pods_index.on_update, pods_index.on_delete)
@@ -79,7 +95,9 @@ def setup_with_manager(
         pods_by_session=pods_index.lookup,
         project_settings=project_settings.store,
     )
-    reconciler = SessionReconciler(client, caches, cfg, recorder, runner, clock=clock)
+    reconciler = SessionReconciler(
+        client, caches, cfg, recorder, runner, clock=clock, pod_caches=PodCaches(config_maps.store)
+    )
     if not controller:
         return Sessions(sessions, reconciler, None, runner)
 
@@ -116,6 +134,16 @@ def _watch(
 
 
 # --- predicates and mappers ----------------------------------------------------------------------
+
+
+def ca_bundle_presence(cm: Obj) -> Obj:
+    """What the cache keeps of a ``trusted-ca-bundle`` ConfigMap: its metadata and whether it has
+    ``ca-bundle.crt`` (in ``data`` or ``binaryData``), not the certificates themselves."""
+    present = any(model.TRUSTED_CA_KEY in (cm.get(part) or {}) for part in ("data", "binaryData"))
+    out: Obj = {"metadata": cm.get("metadata") or {}}
+    if present:
+        out["data"] = {model.TRUSTED_CA_KEY: ""}
+    return out
 
 
 def session_changed(old: Obj, new: Obj) -> bool:

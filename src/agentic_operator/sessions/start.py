@@ -44,11 +44,15 @@ def children(obs: Observation) -> list[Action]:
     if cfg.langfuse_enabled:
         # Optional: without the source the runner's LANGFUSE_* references stay empty.
         out += copy_shared(obs, obs.start.langfuse_source, obs.start.langfuse_target)
+    if cfg.mlflow_enabled:
+        # Optional too: the runner's MLFLOW_* references stay empty without it.
+        out += copy_shared(obs, obs.start.mlflow_source, obs.start.mlflow_target)
     token = token_action(obs)
     if token is not None:
         out.append(token)
     if obs.service is None:
-        out.append(Create(SERVICES, objects.build_service(obs.session), cache="services"))
+        service = objects.build_service(obs.session, port=obs.start.agent.port)
+        out.append(Create(SERVICES, service, cache="services"))
     if cfg.workspace_pvc:
         out.append(Create(PERSISTENT_VOLUME_CLAIMS, objects.build_workspace_pvc(obs.session, cfg)))
     if cfg.google_oauth_client_id:
@@ -74,7 +78,7 @@ def copy_shared(obs: Observation, source: Obj | None, target: Obj | None) -> lis
 def job(obs: Observation, on_error: Callable[[str], Plan]) -> tuple[Create, list[str]]:
     """The create of this run's Job, and the ``environmentVariables`` names it had to refuse."""
     body, skipped = builders.build_job(
-        obs.session, obs.cfg, run=model.session_run(obs.session) or 1
+        obs.session, obs.cfg, run=model.session_run(obs.session) or 1, inputs=pod_inputs(obs)
     )
     effects: tuple[Measure, ...] = ()
     started = parse_time((obs.session.get("status") or {}).get("startTime"))
@@ -83,6 +87,19 @@ def job(obs: Observation, on_error: Callable[[str], Plan]) -> tuple[Create, list
         effects = (Measure(m.POD_CREATION, (obs.namespace,), elapsed),)
     create = Create(JOBS, body, exists="stale", cache="jobs", then=effects, on_error=on_error)
     return create, skipped
+
+
+def pod_inputs(obs: Observation) -> builders.PodInputs:
+    """What the runner pod depends on beyond the session: from the start inputs and the cached
+    ``projectsettings`` (its MCP servers)."""
+    assert obs.start is not None
+    project: Obj = (obs.project_settings or {}).get("spec") or {}
+    return builders.PodInputs(
+        agent=obs.start.agent,
+        project_mcp_servers=project.get("mcpServers"),
+        vertex_model_id=obs.start.vertex_model_id,
+        trusted_ca_bundle=obs.start.trusted_ca_bundle,
+    )
 
 
 def token_lifetime(obs: Observation) -> int:
@@ -97,7 +114,8 @@ def token_lifetime(obs: Observation) -> int:
 
 def token_action(obs: Observation) -> ProvisionToken | None:
     """Mint a token unless the session's Secret holds one that outlives this run and carries the
-    operator's current ``GOOGLE_OAUTH_CLIENT_SECRET``."""
+    operator's current ``GOOGLE_OAUTH_CLIENT_SECRET`` and S3 keys, and an ``agui-token`` (a
+    Secret of an earlier version has none, and the pod refers to it)."""
     assert obs.start is not None
     secret, lifetime = obs.start.token_secret, token_lifetime(obs)
     if (
@@ -105,6 +123,7 @@ def token_action(obs: Observation) -> ProvisionToken | None:
         and model.is_owned_by(secret, obs.session)
         and secret_value(secret, model.OAUTH_CLIENT_SECRET_KEY)
         == obs.cfg.google_oauth_client_secret
+        and objects.runner_keys_current(secret, obs.cfg)
     ):
         expires = parse_time(model.annotations(secret).get(model.ANN_TOKEN_EXPIRES_AT))
         if expires is not None and (expires - obs.now).total_seconds() > lifetime - TOKEN_MARGIN:

@@ -17,6 +17,7 @@ from agentic_operator.sessions.model import (
     EXIT_PREREQUISITE_FAILED,
     REASON_COMPLETED,
     REASON_DEADLINE_EXCEEDED,
+    REASON_INIT_EXITED,
     REASON_JOB_FAILED,
     REASON_JOB_MISSING,
     REASON_POD_FAILED,
@@ -166,7 +167,11 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
        the Job has its verdict (``Failed`` or ``FailureTarget``): exit 2 → failed
        ``PrerequisiteFailed``, other → failed ``RunnerExit``; before the verdict → ``pending``
        (reason ``RunnerExited``)
-    4. runner waiting with an unrecoverable reason (image pull, crash loop) → failed <reason>
+    4. runner waiting with an unrecoverable reason (image pull, crash loop) → failed <reason>;
+       4b: the same for an init container (``init-hydrate``, the ``state-sync`` sidecar);
+       4c: an init container (not a sidecar) terminated non-zero → failed ``PodFailed``
+       "Init container <name> failed (exit <code>): <message> - <reason>" once the Job has its
+       verdict (before it: ``pending``, like 3d)
     5. Job ``Complete`` → completed ``Completed``
     6. Job ``Failed`` (``BackoffLimitExceeded``, ``PodFailurePolicy``, ...) → failed <reason>
     7. pod phase ``Failed`` (e.g. evicted) → failed ``PodFailed``
@@ -199,6 +204,7 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
     return (
         _terminated_verdict(state.get("terminated"), conds, node)  # row 3
         or _waiting_verdict(state.get("waiting"), node)  # row 4
+        or _init_verdict(pod, conds, node)  # rows 4b, 4c
         or _job_verdict(conds, node)  # rows 5, 6
         or _pod_failed_verdict(pod_status, node)  # row 7
         or _running_or_pending(state, pod_status, node)  # rows 8, 9
@@ -278,6 +284,39 @@ def _waiting_verdict(waiting: Obj | None, node: str | None) -> RunnerObservation
         return RunnerObservation(
             "failed", str(waiting["reason"]), str(waiting.get("message") or ""), node=node
         )
+    return None
+
+
+def _init_verdict(pod: Obj | None, conds: list[Obj], node: str | None) -> RunnerObservation | None:
+    """Rows 4b and 4c: the first init container that is stuck or failed decides. A failed
+    ``init-hydrate`` (say, the state store unreachable) fails the pod at once (``restartPolicy:
+    Never``); its exit waits for the Job's verdict for the same reason as row 3d. Sidecars
+    (``restartPolicy: Always``) are restarted by the kubelet, so only their waiting reasons
+    count."""
+    spec: Obj = (pod or {}).get("spec") or {}
+    sidecars = {
+        c.get("name")
+        for c in spec.get("initContainers") or ()
+        if c.get("restartPolicy") == "Always"
+    }
+    for status in ((pod or {}).get("status") or {}).get("initContainerStatuses") or ():
+        name = str(status.get("name") or "")
+        state: Obj = status.get("state") or {}
+        waiting: Obj = state.get("waiting") or {}
+        if waiting.get("reason") in WAITING_FAILURE_REASONS:  # 4b
+            message = f"Init container {name}: {waiting.get('message') or waiting['reason']}"
+            return RunnerObservation("failed", str(waiting["reason"]), message, node=node)
+        terminated: Obj = state.get("terminated") or {}
+        code = terminated.get("exitCode")
+        if not terminated or code == 0 or name in sidecars:
+            continue
+        detail = " - ".join(
+            str(p) for p in (terminated.get("message"), terminated.get("reason")) if p
+        )
+        message = f"Init container {name} failed (exit {code})" + (f": {detail}" if detail else "")
+        if not _has_failure_verdict(conds):
+            return RunnerObservation("pending", REASON_INIT_EXITED, message, node=node)
+        return RunnerObservation("failed", REASON_POD_FAILED, message, node=node)  # 4c
     return None
 
 
