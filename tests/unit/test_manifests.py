@@ -177,6 +177,7 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("", "namespaces"): READ,
     ("batch", "jobs"): READ | {"create", "patch", "delete"},
     ("", "pods"): READ,
+    ("", "configmaps"): READ,
     ("", "services"): READ | {"create", "delete", "patch"},
     ("", "serviceaccounts"): {"get", "create"},
     ("", "serviceaccounts/token"): {"create"},
@@ -432,6 +433,23 @@ def container_env(namespace: str) -> dict[str, str]:
             assert var["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
             env[var["name"]] = namespace
     return env
+
+
+def test_deployment_mounts_the_registry_and_models_where_the_operator_reads_them() -> None:
+    from agentic_operator.sessions.config import SessionConfig
+
+    pod = deployment()["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in deployment_container()["volumeMounts"]}
+    cfg = SessionConfig()
+    for path, config_map in (
+        (cfg.agent_registry_path, "ambient-agent-registry"),
+        (cfg.models_manifest_path, "ambient-models"),
+    ):
+        mount = mounts[path.rsplit("/", 1)[0]]
+        assert mount["readOnly"] is True
+        # Optional: an operator without them runs with the built-in defaults.
+        assert volumes[mount["name"]]["configMap"] == {"name": config_map, "optional": True}
 
 
 def test_deployment_env() -> None:
