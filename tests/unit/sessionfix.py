@@ -66,13 +66,18 @@ def job(
     owned: bool = True,
     deleting: bool = False,
     deadline: int | None = None,
+    minted: float | None = 10,
 ) -> Obj:
+    """``minted``: seconds since its token was minted (the Job's ``token-refreshed-at``)."""
+    annotations = {"ambient-code.io/run": str(run)}
+    if minted is not None:
+        annotations["ambient-code.io/token-refreshed-at"] = ago(minted)
     meta: Obj = {
         "name": f"{NAME}-job",
         "namespace": NS,
         "uid": JOB_UID,
         "resourceVersion": "7",
-        "annotations": {"ambient-code.io/run": str(run)},
+        "annotations": annotations,
         "ownerReferences": [
             {"kind": "AgenticSession", "uid": UID if owned else "someone-else", "controller": True}
         ],

@@ -15,10 +15,21 @@ import pytest
 
 from agentic_operator.clock import FakeClock
 from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, Forbidden, NotFound
-from agentic_operator.kube.resources import AGENTIC_SESSIONS, JOBS, SECRETS, SERVICES, Obj, Resource
+from agentic_operator.kube.resources import (
+    AGENTIC_SESSIONS,
+    JOBS,
+    ROLE_BINDINGS,
+    ROLES,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+    Obj,
+    Resource,
+)
 from agentic_operator.registry import REGISTRY
 from agentic_operator.runtime.controller import Result
 from agentic_operator.sessions import metrics as m
+from agentic_operator.sessions import netpol
 from agentic_operator.sessions.apply import Executor
 from agentic_operator.sessions.observe import Caches
 from agentic_operator.sessions.plan import (
@@ -26,13 +37,16 @@ from agentic_operator.sessions.plan import (
     Count,
     Create,
     Delete,
+    EnsureIdentity,
     Event,
     Plan,
+    ProvisionToken,
     Replace,
     WriteStatus,
 )
 from agentic_operator.sessions.reconciler import SessionReconciler
-from tests.unit.sessionfix import CFG, NOW, NS, session
+from agentic_operator.sessions.running import refresh_token
+from tests.unit.sessionfix import CFG, NOW, NS, observe, session
 
 
 class FakeApi:
@@ -176,9 +190,22 @@ class Recorder:
 class Runner:
     def __init__(self) -> None:
         self.posts: list[str] = []
+        self.tokens: list[str | None] = []
+        self.ports: list[int] = []
 
-    async def post(self, namespace: str, session: str, path: str, body: Obj) -> None:
+    async def post(
+        self,
+        namespace: str,
+        session: str,
+        path: str,
+        body: Obj,
+        *,
+        token: str | None = None,
+        port: int = 8001,
+    ) -> None:
         self.posts.append(path)
+        self.tokens.append(token)
+        self.ports.append(port)
 
 
 class World:
@@ -189,6 +216,7 @@ class World:
         self.sessions, self.jobs, self.services, self.namespaces = (DictCache() for _ in range(4))
         self.namespaces.items[NS] = {"metadata": {"name": NS}}
         self.pods: list[Obj] = []
+        self.policies = DictCache()
         self.caches = Caches(
             sessions=self.sessions,
             jobs=self.jobs,
@@ -196,6 +224,7 @@ class World:
             namespaces=self.namespaces,
             pods_by_session=lambda ns, name: list(self.pods),
             project_settings=DictCache(),
+            network_policies=self.policies,
         )
         self.recorder, self.runner = Recorder(), Runner()
         self.clock = FakeClock(wall_start=NOW)
@@ -368,3 +397,118 @@ async def test_a_session_from_creation_to_creating_and_a_noop() -> None:
     w.api.calls.clear()
     assert await w.reconciler.reconcile(key) is None
     assert w.api.calls == [], "a no-op reconcile makes no request"
+
+
+# --- runner identity, token refresh, NetworkPolicy ----------------------------------------------
+
+
+def user_session(user: str = "u-42") -> Obj:
+    return session("Pending", spec={"initialPrompt": "x", "userContext": {"userId": user}})
+
+
+async def test_identity_is_created_with_the_users_annotation_and_todays_role() -> None:
+    w = World(user_session())
+    await w.executor.apply(w.session, Plan("t", (EnsureIdentity(),)))
+    sa = w.stored(SERVICE_ACCOUNTS, "ambient-session-s1")
+    assert sa is not None
+    assert sa["metadata"]["annotations"] == {"ambient-code.io/created-by-user-id": "u-42"}
+    role = w.stored(ROLES, "ambient-session-s1-role")
+    assert role is not None
+    assert [(r["apiGroups"], r["resources"], r["verbs"]) for r in role["rules"]] == [
+        (
+            ["vteam.ambient-code"],
+            ["agenticsessions"],
+            ["get", "list", "watch", "create", "update", "patch"],
+        ),
+        (["authorization.k8s.io"], ["selfsubjectaccessreviews"], ["create"]),
+        ([""], ["secrets"], ["get"]),
+        (["mlflow.kubeflow.org"], ["experiments"], ["get", "list", "update"]),
+    ]
+    assert w.stored(ROLE_BINDINGS, "ambient-session-s1-rb") is not None
+
+
+async def test_an_existing_identity_converges_by_writing_only_what_differs() -> None:
+    w = World(user_session())
+    sa = {"metadata": {"name": "ambient-session-s1", "namespace": NS}}
+    sa["metadata"]["annotations"] = {"ambient-code.io/created-by-user-id": "someone", "keep": "1"}
+    w.api.put(SERVICE_ACCOUNTS, sa)
+    old_rules = [{"apiGroups": ["vteam.ambient-code"], "resources": ["agenticsessions"]}]
+    w.api.put(
+        ROLES,
+        {"metadata": {"name": "ambient-session-s1-role", "namespace": NS}, "rules": old_rules},
+    )
+    w.api.put(ROLE_BINDINGS, {"metadata": {"name": "ambient-session-s1-rb", "namespace": NS}})
+    await w.executor.apply(w.session, Plan("t", (EnsureIdentity(),)))
+    stored = w.stored(SERVICE_ACCOUNTS, "ambient-session-s1")
+    assert stored is not None
+    assert stored["metadata"]["annotations"] == {
+        "ambient-code.io/created-by-user-id": "u-42",
+        "keep": "1",
+    }
+    role = w.stored(ROLES, "ambient-session-s1-role")
+    assert role is not None
+    assert len(role["rules"]) == 4
+    assert ("patch", "serviceaccounts", "ambient-session-s1") in w.api.calls
+    assert ("replace", "roles", "ambient-session-s1-role") in w.api.calls
+    w.api.calls.clear()
+    await w.executor.apply(w.session, Plan("t", (EnsureIdentity(),)))
+    assert [c[0] for c in w.api.writes()] == ["create", "create", "create"], (
+        "a converged identity is only tried (AlreadyExists), never written"
+    )
+
+
+async def test_the_refresh_changes_only_the_k8s_token() -> None:
+    w = World(session("Running"))
+    w.api.put(SERVICE_ACCOUNTS, {"metadata": {"name": "ambient-session-s1", "namespace": NS}})
+    old = {"k8s-token": "b2xk", "agui-token": "YWd1aQ==", "google-oauth-client-secret": "Zw=="}
+    w.api.put(
+        SECRETS,
+        {
+            "metadata": {
+                "name": "ambient-runner-token-s1",
+                "namespace": NS,
+                "annotations": {"ambient-code.io/token-refreshed-at": "2026-06-01T10:00:00Z"},
+            },
+            "data": dict(old),
+        },
+    )
+    token = ProvisionToken(lifetime=3600, secret=None, refresh=True)
+    await w.executor.apply(w.session, Plan("t", (token,)))
+    secret = w.stored(SECRETS, "ambient-runner-token-s1")
+    assert secret is not None
+    assert secret["data"] == {**old, "k8s-token": "dG9rLTEyMw=="}
+    assert secret["metadata"]["annotations"] == {
+        "ambient-code.io/token-refreshed-at": "2026-06-01T12:00:00Z",
+        "ambient-code.io/token-expires-at": "2026-06-02T12:00:00Z",
+    }
+    assert ("patch", "secrets", "ambient-runner-token-s1") in w.api.calls
+
+
+async def test_a_refresh_without_its_secret_is_an_error_with_an_event() -> None:
+    w = World(session("Running"))
+    w.api.put(SERVICE_ACCOUNTS, {"metadata": {"name": "ambient-session-s1", "namespace": NS}})
+    job = w.api.put(JOBS, {"metadata": {"name": "s1-job", "namespace": NS}, "spec": {}})
+    w.jobs.items[f"{NS}/s1-job"] = job
+    plan = refresh_token(observe(w.session, job), "A13", job)
+    with pytest.raises(NotFound):
+        await w.executor.apply(w.session, plan)
+    assert w.recorder.events == [("Warning", "TokenProvisionFailed")]
+    assert "ambient-code.io/token-refreshed-at" not in (
+        w.jobs.items[f"{NS}/s1-job"]["metadata"].get("annotations") or {}
+    ), "the Job's time moves only with the Secret"
+
+
+async def test_network_policy_failure_is_an_event_and_an_error() -> None:
+    w = World(session("Pending"))
+    w.api.fail[("create", "networkpolicies", "runner-allow-backend-only")] = Forbidden(
+        403, "Forbidden", "networkpolicies is forbidden"
+    )
+    job = {"spec": {"template": {"spec": {"containers": []}}}}
+    action = netpol.ensure(observe(w.session), job)
+    assert action is not None
+    with pytest.raises(Forbidden):
+        await w.executor.apply(w.session, Plan("t", (action,)))
+    assert w.recorder.events == [("Warning", "NetworkPolicyFailed")]
+    # The next attempt goes through and lands in the cache.
+    await w.executor.apply(w.session, Plan("t", (action,)))
+    assert w.policies.get(f"{NS}/runner-allow-backend-only") is not None

@@ -802,6 +802,9 @@ def test_service_account() -> None:
     assert sa["metadata"]["labels"] == {"app": "ambient-runner", **MARKER}
     assert sa["automountServiceAccountToken"] is False
     assert sa["metadata"]["ownerReferences"] == [OWNER]
+    assert "annotations" not in sa["metadata"], "no user, no created-by-user-id"
+    owned = build_runner_service_account(session(userContext={"userId": "u-1"}))
+    assert owned["metadata"]["annotations"] == {"ambient-code.io/created-by-user-id": "u-1"}
 
 
 def test_role() -> None:
@@ -812,12 +815,18 @@ def test_role() -> None:
         {
             "apiGroups": ["vteam.ambient-code"],
             "resources": ["agenticsessions"],
-            "verbs": ["get", "list", "watch", "update", "patch"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
         },
         {
             "apiGroups": ["authorization.k8s.io"],
             "resources": ["selfsubjectaccessreviews"],
             "verbs": ["create"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {
+            "apiGroups": ["mlflow.kubeflow.org"],
+            "resources": ["experiments"],
+            "verbs": ["get", "list", "update"],
         },
     ]
     assert role["metadata"]["ownerReferences"] == [OWNER]

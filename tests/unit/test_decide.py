@@ -24,6 +24,7 @@ from agentic_operator.sessions.plan import (
     CallRunner,
     Create,
     Delete,
+    EnsureIdentity,
     Patch,
     PatchSession,
     Plan,
@@ -50,6 +51,8 @@ START = {"ambient-code.io/desired-phase": "Running"}
 LEFT = 590.0  # pending time left of a run started 10 s ago (PENDING_TIMEOUT 600)
 IDLE_LEFT = 86390.0  # idle time left of a run started 10 s ago (DEFAULT_INACTIVITY_TIMEOUT 24 h)
 IDLE = {"ambient-code.io/stop-reason": "inactivity", **STOP}
+TOKEN_LEFT = 2690.0  # refresh time left of a token minted 10 s ago (45 min)
+WORKFLOW = {"activeWorkflow": {"gitUrl": "https://g/x/wf.git", "path": "p"}}
 VERTEX = SessionConfig(
     use_vertex=True,
     cloud_ml_region="r",
@@ -66,6 +69,8 @@ def kind(action: Any) -> str:
         return "Patch"
     if isinstance(action, ProvisionToken):
         return "Token"
+    if isinstance(action, EnsureIdentity):
+        return "Identity"
     if isinstance(action, CallRunner):
         return "Runner"
     if isinstance(action, Create):
@@ -191,7 +196,21 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
     (
         "P9 start the run",
         observe(session("Pending")),
-        ("P9", "Creating", "Pending", ("Token", "Create:Service", "Create:Job", "Write"), LEFT),
+        (
+            "P9",
+            "Creating",
+            "Pending",
+            (
+                "Identity",
+                "Token",
+                "Patch",
+                "Create:Service",
+                "Create:NetworkPolicy",
+                "Create:Job",
+                "Write",
+            ),
+            LEFT,
+        ),
     ),
     (
         "P9 Service exists, token current (no token action)",
@@ -200,7 +219,13 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
             svc=service(),
             start=StartInputs(runner_secret=True, token_secret=None),
         ),
-        ("P9", "Creating", "Pending", ("Token", "Create:Job", "Write"), LEFT),
+        (
+            "P9",
+            "Creating",
+            "Pending",
+            ("Identity", "Token", "Patch", "Create:NetworkPolicy", "Create:Job", "Write"),
+            LEFT,
+        ),
     ),
     # --- Creating / Running
     (
@@ -296,6 +321,11 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         ("A6", "Running", "Running", ("Write",), NEXT_STEP),
     ),
     (
+        "A6 runner started with a workflow (pushed next)",
+        observe(session("Creating", spec=WORKFLOW), job(), (pod(RUNNING),)),
+        ("A6", "Running", "Running", ("Write",), NEXT_STEP),
+    ),
+    (
         "A7 spec changed while Running",
         observe(
             session("Running", generation=2, spec={"repos": [{"url": "https://g/x/a.git"}]}),
@@ -305,14 +335,41 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         ("A7", None, None, ("Runner",), None),
     ),
     (
+        "A7 workflow not confirmed by the runner yet (deferred push)",
+        observe(session("Running", spec=WORKFLOW), job(), (pod(RUNNING),)),
+        ("A7", None, None, ("Runner",), None),
+    ),
+    (
+        "A7 an idle session is stopped before any push",
+        observe(
+            session("Running", generation=2, lastActivityTime=ago(86401)), job(), (pod(RUNNING),)
+        ),
+        ("A8", None, None, ("Patch",), NEXT_STEP),
+    ),
+    (
         "A8 idle past the limit",
         observe(session("Running", lastActivityTime=ago(86401)), job(), (pod(RUNNING),)),
         ("A8", None, None, ("Patch",), NEXT_STEP),
     ),
     (
-        "A9 running, nothing new",
+        "A9 running, nothing new: woken for the token refresh",
         observe(session("Running"), job(), (pod(RUNNING),)),
-        ("A9", None, None, (), IDLE_LEFT),
+        ("A9", None, None, (), TOKEN_LEFT),
+    ),
+    (
+        "A9 running, nothing new: woken when idle",
+        observe(session("Running", spec={"inactivityTimeout": 60}), job(), (pod(RUNNING),)),
+        ("A9", None, None, (), 50.0),
+    ),
+    (
+        "A13 token older than 45 minutes",
+        observe(session("Running"), job(minted=2701), (pod(RUNNING),)),
+        ("A13", None, None, ("Token", "Patch:Job"), NEXT_STEP),
+    ),
+    (
+        "A13 Job without a token time (an earlier version's)",
+        observe(session("Running", generation=2), job(minted=None), (pod(RUNNING),)),
+        ("A13", None, None, ("Token", "Patch:Job"), NEXT_STEP),
     ),
     (
         "A10 Running, exit awaiting the Job's verdict",
@@ -537,7 +594,7 @@ def test_token_is_kept_while_it_outlives_the_run() -> None:
     short = {**fresh, "metadata": {**fresh["metadata"], "annotations": {}}}
     plan = decide(observe(session("Pending", run=2), start=replace(start, token_secret=short)))
     token = next(a for a in plan.actions if isinstance(a, ProvisionToken))
-    assert (token.lifetime, token.create_identity, token.secret) == (lifetime, False, short)
+    assert (token.lifetime, token.secret, token.refresh) == (lifetime, short, False)
 
 
 def test_vertex_copies_the_shared_secret() -> None:
@@ -580,7 +637,7 @@ def test_idle_limit_precedence(
     assert inactivity.limit(obs) == limit
     plan = decide(obs)
     assert plan.row == "A9"
-    assert plan.requeue_after == (None if limit == 0 else limit - 10)
+    assert plan.requeue_after == (TOKEN_LEFT if limit == 0 else min(limit - 10, TOKEN_LEFT))
 
 
 @pytest.mark.parametrize(

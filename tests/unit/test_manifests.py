@@ -163,7 +163,15 @@ def test_images_transformer_targets_the_deployment_image() -> None:
 # --- RBAC ------------------------------------------------------------------------------------
 
 OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
-    ("vteam.ambient-code", "agenticsessions"): {"get", "list", "watch", "update", "patch"},
+    # create: granted to runner Roles (child sessions).
+    ("vteam.ambient-code", "agenticsessions"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+    },
     ("vteam.ambient-code", "agenticsessions/status"): {"get", "update", "patch"},
     ("vteam.ambient-code", "projectsettings"): {
         "get",
@@ -179,7 +187,7 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("", "pods"): READ,
     ("", "configmaps"): READ,
     ("", "services"): READ | {"create", "delete", "patch"},
-    ("", "serviceaccounts"): {"get", "create"},
+    ("", "serviceaccounts"): {"get", "create", "patch"},
     ("", "serviceaccounts/token"): {"create"},
     ("", "secrets"): {"get", "create", "update", "patch"},
     ("", "persistentvolumeclaims"): {"get", "create"},
@@ -188,6 +196,8 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("authorization.k8s.io", "selfsubjectaccessreviews"): {"create"},
+    ("mlflow.kubeflow.org", "experiments"): {"get", "list", "update"},
+    ("networking.k8s.io", "networkpolicies"): {"list", "watch", "create", "update"},
 }
 
 

@@ -20,13 +20,14 @@ background delete removes the object from it.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from agentic_operator.clock import Clock
-from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, NotFound
+from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, KubeError, NotFound
 from agentic_operator.kube.resources import (
     AGENTIC_SESSIONS,
     ROLE_BINDINGS,
@@ -49,6 +50,7 @@ from agentic_operator.sessions.plan import (
     Create,
     Delete,
     Effect,
+    EnsureIdentity,
     Event,
     Measure,
     Patch,
@@ -56,8 +58,11 @@ from agentic_operator.sessions.plan import (
     Plan,
     ProvisionToken,
     Replace,
+    RunnerCall,
     WriteStatus,
 )
+from agentic_operator.sessions.start import secret_value
+from agentic_operator.sessions.status import now_rfc3339
 
 log = logging.getLogger("agentic_operator.sessions")
 
@@ -98,9 +103,19 @@ class SessionApi(Protocol):
 
 
 class Runner(Protocol):
-    """Calls to a session's runner; a failure raises with a message that says what went wrong."""
+    """Calls to a session's runner; a failure raises with a message that says what went wrong.
+    ``token`` is sent as ``X-Ambient-Session-Token`` (omitted when None)."""
 
-    async def post(self, namespace: str, session: str, path: str, body: Obj) -> None: ...
+    async def post(
+        self,
+        namespace: str,
+        session: str,
+        path: str,
+        body: Obj,
+        *,
+        token: str | None = None,
+        port: int = model.AGUI_PORT,
+    ) -> None: ...
 
 
 class Recorder(Protocol):
@@ -136,7 +151,11 @@ class Executor:
         self.recorder = recorder
         self.runner = runner
         self.clock = clock
-        self._by_name: dict[str, WritableCache] = {"jobs": caches.jobs, "services": caches.services}
+        self._by_name: dict[str, WritableCache] = {
+            "jobs": caches.jobs,
+            "services": caches.services,
+            "network_policies": caches.network_policies,
+        }
 
     async def apply(self, session: Obj, plan: Plan) -> Result | None:
         """Carry out ``plan`` on ``session``; what the controller should do with the key next."""
@@ -154,7 +173,8 @@ class Executor:
             requeues.append(plan.requeue_after)
         for action in plan.actions:
             if isinstance(action, CallRunner):
-                errors = [await self._call(session, c.path, c.body) for c in action.calls]
+                token = await self._session_token(session)
+                errors = [await self._call(session, c, token, action.port) for c in action.calls]
                 session = await self._apply(session, action.decide(errors), requeues)
             else:
                 session = await self._one(session, action)
@@ -171,8 +191,7 @@ class Executor:
         if isinstance(action, Create):
             await self._create(session, action)
         elif isinstance(action, Replace):
-            meta = action.body["metadata"]
-            await self.api.replace(action.resource, meta["name"], action.body, meta["namespace"])
+            await self._guarded(session, action.on_error, self._replace(action))
         elif isinstance(action, Patch):
             patched = await self.api.patch(
                 action.resource, action.name, action.body, action.namespace
@@ -181,8 +200,11 @@ class Executor:
                 self._by_name[action.cache].replace_if(patched, None)
         elif isinstance(action, Delete):
             await self._delete(action)
+        elif isinstance(action, EnsureIdentity):
+            await self._guarded(session, action.on_error, self._ensure_identity(session))
         elif isinstance(action, ProvisionToken):
-            await self._guarded(session, action.on_error, self._provision_token(session, action))
+            mint = self._refresh_token if action.refresh else self._provision_token
+            await self._guarded(session, action.on_error, mint(session, action))
         return session
 
     async def _session_write(self, session: Obj, action: WriteStatus | PatchSession) -> Obj:
@@ -230,6 +252,14 @@ class Executor:
             self._by_name[action.cache].replace_if(created, None)
         self._effects(session, action.then)
 
+    async def _replace(self, action: Replace) -> None:
+        meta = action.body["metadata"]
+        replaced = await self.api.replace(
+            action.resource, meta["name"], action.body, meta["namespace"]
+        )
+        if action.cache is not None:
+            self._by_name[action.cache].replace_if(replaced, None)
+
     async def _read_into_cache(self, action: Create) -> None:
         if action.cache is None:
             return
@@ -271,18 +301,10 @@ class Executor:
             pass
 
     async def _provision_token(self, session: Obj, action: ProvisionToken) -> None:
-        """ServiceAccount, Role and RoleBinding (first token), the TokenRequest, the Secret."""
+        """The TokenRequest, then the token Secret (created, or replaced as observed)."""
         started = time.perf_counter()
         ns = model.session_namespace(session)
-        if action.create_identity:
-            await self._create_identity(session)
-        try:
-            review = await self._request_token(session, action.lifetime)
-        except NotFound:
-            await self._create_identity(session)
-            review = await self._request_token(session, action.lifetime)
-        token = str((review.get("status") or {}).get("token") or "")
-        expires_at = str((review.get("status") or {}).get("expirationTimestamp") or "")
+        token, expires_at = await self._mint(session, action.lifetime)
         body = objects.build_token_secret(
             session,
             token,
@@ -303,18 +325,73 @@ class Executor:
             await self.api.replace(SECRETS, body["metadata"]["name"], body, ns)
         m.TOKEN_PROVISION.labels(ns).observe(time.perf_counter() - started)
 
-    async def _create_identity(self, session: Obj) -> None:
-        for res, body in (
-            (SERVICE_ACCOUNTS, objects.build_runner_service_account(session)),
-            (ROLES, objects.build_runner_role(session)),
-            (ROLE_BINDINGS, objects.build_runner_role_binding(session)),
-        ):
-            try:
-                await self.api.create(res, body, body["metadata"]["namespace"])
-            except AlreadyExists:
-                pass
+    async def _refresh_token(self, session: Obj, action: ProvisionToken) -> None:
+        """A new ``k8s-token`` merge-patched into the existing Secret: no other key changes (the
+        runner's ``agui-token`` stays what its pod was given), and a Secret that is gone answers
+        NotFound (an error: the run's pod needs the Secret it was made with)."""
+        started = time.perf_counter()
+        ns = model.session_namespace(session)
+        token, expires_at = await self._mint(session, action.lifetime)
+        patch = {
+            "metadata": {
+                "annotations": {
+                    model.ANN_TOKEN_REFRESHED_AT: now_rfc3339(self.clock.wall()),
+                    model.ANN_TOKEN_EXPIRES_AT: expires_at,
+                }
+            },
+            "data": {model.TOKEN_SECRET_KEY: base64.b64encode(token.encode()).decode("ascii")},
+        }
+        await self.api.patch(SECRETS, model.token_secret_name(session), patch, ns)
+        m.TOKEN_PROVISION.labels(ns).observe(time.perf_counter() - started)
+
+    async def _mint(self, session: Obj, lifetime: int) -> tuple[str, str]:
+        """``(token, expirationTimestamp)`` of a TokenRequest for the runner's ServiceAccount;
+        one that answers NotFound (the ServiceAccount is gone) recreates the identity once."""
+        try:
+            review = await self._request_token(session, lifetime)
+        except NotFound:
+            await self._ensure_identity(session)
+            review = await self._request_token(session, lifetime)
+        status = review.get("status") or {}
+        return str(status.get("token") or ""), str(status.get("expirationTimestamp") or "")
+
+    async def _ensure_identity(self, session: Obj) -> None:
+        """ServiceAccount, Role, RoleBinding: created, or converged (see ``EnsureIdentity``).
+        Only what differs is written: the SA's ``created-by-user-id`` by a merge patch of that one
+        annotation, the Role's rules by an update of the live Role carrying its resourceVersion."""
+        sa = objects.build_runner_service_account(session)
+        meta = sa["metadata"]
+        if not await self._created(SERVICE_ACCOUNTS, sa):
+            user = (meta.get("annotations") or {}).get(model.ANN_CREATED_BY_USER_ID)
+            live = await self.api.get(SERVICE_ACCOUNTS, meta["name"], meta["namespace"])
+            if user is not None and model.annotations(live).get(model.ANN_CREATED_BY_USER_ID) != (
+                user
+            ):
+                patch = {"metadata": {"annotations": {model.ANN_CREATED_BY_USER_ID: user}}}
+                await self.api.patch(SERVICE_ACCOUNTS, meta["name"], patch, meta["namespace"])
+        role = objects.build_runner_role(session)
+        meta = role["metadata"]
+        if not await self._created(ROLES, role):
+            live = await self.api.get(ROLES, meta["name"], meta["namespace"])
+            if live.get("rules") != role["rules"]:
+                await self.api.replace(
+                    ROLES, meta["name"], {**live, "rules": role["rules"]}, meta["namespace"]
+                )
+        await self._created(ROLE_BINDINGS, objects.build_runner_role_binding(session))
+
+    async def _created(self, res: Resource, body: Obj) -> bool:
+        """Create ``body``; False when it exists already."""
+        try:
+            await self.api.create(res, body, body["metadata"]["namespace"])
+        except AlreadyExists:
+            return False
+        return True
 
     async def _request_token(self, session: Obj, lifetime: int) -> Obj:
+        """The TokenRequest, always for ``ambient-session-<s>``: the session's ``runner-sa``
+        annotation is written by this operator and never read back, since anyone who may edit the
+        session (its own runner among them) could otherwise name another ServiceAccount of the
+        namespace and be handed that account's token."""
         ns, name = model.session_namespace(session), model.session_name(session)
         return await self.api.request(
             "POST",
@@ -326,10 +403,39 @@ class Executor:
             },
         )
 
-    async def _call(self, session: Obj, path: str, body: Obj) -> str | None:
+    async def _session_token(self, session: Obj) -> str | None:
+        """The session's AG-UI token (the token Secret's ``agui-token``), read once per batch of
+        runner calls (they are rare: spec changes and the first workflow push), or None when it
+        cannot be read: the calls then go without the header, as upstream's do, and a debug line
+        says why (never the value)."""
+        ns, name = model.session_namespace(session), model.token_secret_name(session)
+        try:
+            secret = await self.api.get(SECRETS, name, ns)
+        except KubeError as exc:
+            log.debug(
+                "runner calls without %s: Secret %s unreadable (%s)",
+                model.SESSION_TOKEN_HEADER,
+                name,
+                type(exc).__name__,
+            )
+            return None
+        token = secret_value(secret, model.AGUI_TOKEN_KEY)
+        if not token:
+            log.debug(
+                "runner calls without %s: Secret %s has no %s",
+                model.SESSION_TOKEN_HEADER,
+                name,
+                model.AGUI_TOKEN_KEY,
+            )
+            return None
+        return token
+
+    async def _call(
+        self, session: Obj, call: RunnerCall, token: str | None, port: int
+    ) -> str | None:
         ns, name = model.session_namespace(session), model.session_name(session)
         try:
-            await self.runner.post(ns, name, path, body)
+            await self.runner.post(ns, name, call.path, call.body, token=token, port=port)
         except Exception as exc:  # the runner client raises one type; anything is a failed call
             return str(exc)
         return None

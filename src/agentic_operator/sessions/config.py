@@ -20,6 +20,7 @@ from agentic_operator.envparse import (
     parse_positive_seconds,
     parse_seconds_or_zero,
 )
+from agentic_operator.sessions import bounds
 
 DEFAULT_RUNNER_IMAGE: Final = "quay.io/ambient_code/vteam_claude_runner:latest"
 DEFAULT_STATE_SYNC_IMAGE: Final = "quay.io/ambient_code/vteam_state_sync:latest"
@@ -27,7 +28,7 @@ DEFAULT_S3_ENDPOINT: Final = "https://s3.amazonaws.com"
 DEFAULT_S3_BUCKET: Final = "ambient-sessions"
 DEFAULT_AGENT_REGISTRY_PATH: Final = "/config/registry/agent-registry.json"
 DEFAULT_MODELS_MANIFEST_PATH: Final = "/config/models/models.json"
-DEFAULT_RUNNER_ENDPOINT: Final = "http://session-{session}.{namespace}.svc.cluster.local:8001"
+DEFAULT_RUNNER_ENDPOINT: Final = "http://session-{session}.{namespace}.svc.cluster.local:{port}"
 IMAGE_PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
 # Kubernetes resource quantity (suffixes: decimal SI, binary SI, decimal exponent).
@@ -109,8 +110,9 @@ class SessionConfig:
     workspace_pvc_size: str = "5Gi"
     """Requested size of the per-session workspace PVC."""
     runner_endpoint: str = DEFAULT_RUNNER_ENDPOINT
-    """``RUNNER_ENDPOINT``: the runner's HTTP API, with ``{session}`` and ``{namespace}``; spec
-    changes of Running sessions (repos, workflow) are POSTed there (see ``livespec``)."""
+    """``RUNNER_ENDPOINT``: the runner's HTTP API, with ``{session}``, ``{namespace}`` and
+    ``{port}`` (the AG-UI Service's ``agui`` port); spec changes of Running sessions (repos,
+    workflow) are POSTed there (see ``livespec``)."""
     runner_cpu_request: str = "500m"
     runner_memory_request: str = "512Mi"
     runner_cpu_limit: str = "2"
@@ -154,11 +156,13 @@ class SessionConfig:
             image_pull_policy=_pull_policy(env),
             operator_namespace=namespace,
             backend_namespace=_str(env, "BACKEND_NAMESPACE", namespace),
-            default_inactivity_timeout=from_env(
-                env, "DEFAULT_INACTIVITY_TIMEOUT", parse_seconds_or_zero, 86400
+            default_inactivity_timeout=_at_most(
+                from_env(env, "DEFAULT_INACTIVITY_TIMEOUT", parse_seconds_or_zero, 86400),
+                "DEFAULT_INACTIVITY_TIMEOUT",
+                bounds.MAX_SECONDS,
             ),
-            max_session_duration=from_env(env, "MAX_SESSION_DURATION", parse_seconds_or_zero, 0),
-            pending_timeout=_seconds(env, "PENDING_TIMEOUT", 600),
+            max_session_duration=_max_session_duration(env),
+            pending_timeout=_pending_timeout(env),
             token_refresh_interval=_token_refresh_interval(env),
             use_vertex=use_vertex,
             cloud_ml_region=vertex["CLOUD_ML_REGION"],
@@ -202,6 +206,28 @@ def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
     return from_env(env, name, parse_positive_seconds, default)
 
 
+def _at_most(value: int, name: str, limit: int, why: str = "") -> int:
+    if value > limit:
+        raise ValueError(f"{name}: at most {limit}{why}, got {value}")
+    return value
+
+
+def _pending_timeout(env: Mapping[str, str]) -> int:
+    return _at_most(_seconds(env, "PENDING_TIMEOUT", 600), "PENDING_TIMEOUT", bounds.MAX_SECONDS)
+
+
+def _max_session_duration(env: Mapping[str, str]) -> int:
+    """The runner token must outlive the longest run plus ``PENDING_TIMEOUT`` and a margin, and
+    a TokenRequest may ask for at most 2^32 s: a longer ceiling could not be honoured."""
+    value = from_env(env, "MAX_SESSION_DURATION", parse_seconds_or_zero, 0)
+    limit = bounds.max_session_duration(_pending_timeout(env))
+    why = (
+        " (plus PENDING_TIMEOUT and 600 s it is the runner token's lifetime, and a TokenRequest"
+        " may ask for at most 2^32 s)"
+    )
+    return _at_most(value, "MAX_SESSION_DURATION", limit, why)
+
+
 def _vertex_settings(env: Mapping[str, str], use_vertex: bool) -> dict[str, str]:
     """The three Vertex variables, each required when Vertex is on."""
     vertex = {
@@ -241,10 +267,10 @@ def _token_refresh_interval(env: Mapping[str, str]) -> int:
 def _runner_endpoint(env: Mapping[str, str]) -> str:
     endpoint = _str(env, "RUNNER_ENDPOINT", DEFAULT_RUNNER_ENDPOINT)
     try:
-        endpoint.format(session="s", namespace="ns")
+        endpoint.format(session="s", namespace="ns", port=8001)
     except (KeyError, IndexError, ValueError) as exc:
         raise ValueError(
-            f"RUNNER_ENDPOINT: only {{session}} and {{namespace}} may be used: {exc!r}"
+            f"RUNNER_ENDPOINT: only {{session}}, {{namespace}} and {{port}} may be used: {exc!r}"
         ) from None
     if not endpoint.startswith(("http://", "https://")):
         raise ValueError(f"RUNNER_ENDPOINT: expected an http(s) URL, got {endpoint!r}")

@@ -2,11 +2,11 @@
 
 Pure: no I/O, no clock (the observation carries ``now``), no randomness, so each row of the phase
 table in ``docs/sessions.md`` is a unit test. Functions are named after the phase they handle and
-every plan names its row (``N1``, ``P1``..``P9``, ``A1``..``A12``, ``X1``/``X2``, ``S1``/``S2``,
+every plan names its row (``N1``, ``P1``..``P9``, ``A1``..``A13``, ``X1``/``X2``, ``S1``/``S2``,
 ``T1``..``T4``); the table and this module list the rows in the same order, and within a phase the
 first row that matches wins. What the rows share is in :mod:`.endings`; the rows of a live run
-that keep its phase (A5, A8, A12) are in :mod:`.running`, a run's children in :mod:`.start`, the
-spec push (A7) in :mod:`.livespec`.
+that keep its phase (A5, A8, A12, A13) are in :mod:`.running`, a run's children in
+:mod:`.start` and :mod:`.netpol`, the spec push (A7) in :mod:`.livespec`.
 
 Rules every row keeps: at most one status write; no row continues into another phase's rows in the
 same reconcile (a new run's status is written first and its Job made in the next reconcile, which
@@ -16,7 +16,8 @@ once the reconciler has made it.
 
 from __future__ import annotations
 
-from agentic_operator.sessions import inactivity, livespec, model, running, start
+from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions import inactivity, livespec, model, netpol, running, start
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.endings import (
     BLOCKED_RETRY,
@@ -148,7 +149,7 @@ def start_run(obs: Observation, row: str) -> Plan:
     the Job, whose create is the duplicate fence, then Creating."""
     steps = Steps().add(*start.children(obs))
     job, skipped = start.job(obs, on_error=lambda msg: job_create_failed(obs, msg))
-    steps.add(job)
+    steps.add(netpol.ensure(obs, job.body), job)
     effects: tuple[Effect, ...] = ()
     if skipped:
         effects = (
@@ -234,14 +235,9 @@ def active(obs: Observation) -> Plan:
     if running.job_deadline(job) != (obs.cfg.max_session_duration or None):
         return running.set_deadline(obs, "A5", job)
     if verdict.kind == "running" and phase != Phase.RUNNING:
-        return to_running(obs, "A6", verdict.node)
-    if verdict.kind == "running" and spec_generation(obs) != obs.status.get("observedGeneration"):
-        return livespec.push(obs, "A7", job)
+        return to_running(obs, "A6", verdict.node, job)
     if verdict.kind == "running":
-        idle = inactivity.remaining(obs)
-        if idle is not None and idle <= 0:
-            return running.idle_stop(obs, "A8")
-        return Plan("A9", requeue_after=idle)
+        return up(obs, job)
     # pending: being scheduled / pulled / started, or exited and awaiting the Job's verdict. Only
     # a run that never started is bound by the pending timeout; the Job's next update wakes us.
     if phase == Phase.RUNNING:
@@ -252,9 +248,26 @@ def active(obs: Observation) -> Plan:
     return running.starting(obs, "A12", verdict, remaining)
 
 
-def to_running(obs: Observation, row: str, node: str | None) -> Plan:
+def up(obs: Observation, job: Obj) -> Plan:
+    """A Running session whose runner runs: an idle one is stopped first (nothing else matters
+    then), a due token refresh comes before a spec push (a push that keeps failing must not hold
+    either back), and otherwise the next look is when one of them falls due."""
+    idle = inactivity.remaining(obs)
+    if idle is not None and idle <= 0:
+        return running.idle_stop(obs, "A8")
+    refresh = running.token_refresh_left(obs, job)
+    if refresh <= 0:
+        return running.refresh_token(obs, "A13", job)
+    moved = spec_generation(obs) != obs.status.get("observedGeneration")
+    if moved or livespec.workflow_pending(obs):
+        return livespec.push(obs, "A7", job)
+    return Plan("A9", requeue_after=refresh if idle is None else min(idle, refresh))
+
+
+def to_running(obs: Observation, row: str, node: str | None, job: Obj) -> Plan:
     st = StatusEdit(obs.session, obs.now)
     st.set(phase=Phase.RUNNING)
+    livespec.record_start(st, obs, job)
     if node:
         st.condition(
             model.COND_POD_SCHEDULED,
@@ -274,8 +287,10 @@ def to_running(obs: Observation, row: str, node: str | None) -> Plan:
     if started is not None:
         elapsed = max(0.0, (obs.now - started).total_seconds())
         effects = (Measure(m.SESSION_STARTUP, (obs.namespace,), elapsed),)
-    # A spec change made while the runner started is pushed by the next reconcile.
-    again = NEXT_STEP if spec_generation(obs) != obs.status.get("observedGeneration") else None
+    # A spec change made while the runner started, and a workflow, are pushed by the next
+    # reconcile.
+    moved = spec_generation(obs) != obs.status.get("observedGeneration")
+    again = NEXT_STEP if moved or livespec.desired_workflow(obs.session) is not None else None
     return Steps().add(write_status(obs, st, *effects)).plan(row, requeue_after=again)
 
 

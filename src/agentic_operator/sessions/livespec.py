@@ -2,13 +2,17 @@
 
 As upstream does, when a Running session's ``spec.repos`` or ``spec.activeWorkflow`` change, the
 operator tells the runner over its HTTP API (``POST /repos/add``, ``/repos/remove``,
-``/workflow`` on the AG-UI Service, port 8001) and records what it applied in
+``/workflow`` on the AG-UI Service's ``agui`` port) and records what it applied in
 ``status.reconciledRepos`` / ``status.reconciledWorkflow``.
 
 The runner got its repositories and workflow at start from the Job's environment (``REPOS_JSON``,
-``ACTIVE_WORKFLOW_*``), so until the operator has recorded anything, that environment is the
-baseline to diff against: a first change only sends what changed, never the whole list again.
-Everything here is pure (phase-table row A6): baselines, diffs, the calls to make, and the status
+``ACTIVE_WORKFLOW_*``): when a run starts (row A6) that environment is recorded as what it has,
+and later changes send only the difference. The workflow is pushed once more when the runner is
+up (the deferred push: the runner answers "already active" when its environment names it), and a
+push that fails is retried: after 5 s while the failure is young (the runner is still starting),
+then after as long as it has lasted, up to 5 minutes. A repository the runner did not take is
+recorded ``Failed``, never ``Ready``.
+Everything here is pure (rows A6 and A7): baselines, diffs, the calls to make, and the status
 that records their outcome; the executor makes the calls (:class:`.runner.RunnerClient`).
 """
 
@@ -30,10 +34,12 @@ from agentic_operator.sessions.plan import (
     StatusEdit,
     WriteStatus,
 )
-from agentic_operator.sessions.status import now_rfc3339
+from agentic_operator.sessions.status import find_condition, now_rfc3339, parse_time
 
-SPEC_RETRY = 30.0
-"""Seconds before a spec change the runner did not take (repos, workflow) is tried again."""
+RETRY_MIN = 5.0
+"""Seconds before a push the runner did not take is tried again, while the failure is young."""
+RETRY_MAX = 300.0
+"""The longest wait between two tries of a push that keeps failing."""
 
 READY = "Ready"
 FAILED = "Failed"
@@ -64,18 +70,16 @@ def repo_name(url: str) -> str:
 
 
 def _repos(items: Any) -> list[Repo]:
-    out: list[Repo] = []
-    seen: set[str] = set()
+    """Valid entries, one per URL: a later entry of the same URL wins (in the first one's
+    place); the branch defaults to ``main``."""
+    by_url: dict[str, Repo] = {}
     for item in items if isinstance(items, list) else ():
         if not isinstance(item, dict) or not isinstance(item.get("url"), str) or not item["url"]:
             continue
-        if item["url"] in seen:
-            continue
-        seen.add(item["url"])
         branch = item.get("branch") if isinstance(item.get("branch"), str) else ""
         status = FAILED if item.get("status") == FAILED else READY
-        out.append(Repo(item["url"], branch or "main", status))
-    return out
+        by_url[item["url"]] = Repo(item["url"], branch or "main", status)
+    return list(by_url.values())
 
 
 def desired_repos(session: Obj) -> list[Repo]:
@@ -100,6 +104,11 @@ def baseline_repos(session: Obj, job: Obj | None) -> list[Repo]:
     status = session.get("status") or {}
     if "reconciledRepos" in status:
         return _repos(status.get("reconciledRepos"))
+    return job_repos(job)
+
+
+def job_repos(job: Obj | None) -> list[Repo]:
+    """The repositories a run's runner was started with (its Job's REPOS_JSON)."""
     raw = _job_env(job).get("REPOS_JSON")
     if not raw:
         return []
@@ -110,10 +119,15 @@ def baseline_repos(session: Obj, job: Obj | None) -> list[Repo]:
 
 
 def repo_changes(baseline: list[Repo], desired: list[Repo]) -> tuple[list[Repo], list[Repo]]:
-    """``(to_add, to_remove)``: new or previously failed repos, and repos no longer wanted."""
+    """``(to_add, to_remove)``: repos that are new, on another branch (the runner checks the new
+    one out) or failed before; and repos no longer wanted (by URL)."""
     have = {r.url: r for r in baseline}
     wanted = {r.url for r in desired}
-    to_add = [r for r in desired if r.url not in have or have[r.url].status == FAILED]
+    to_add = [
+        r
+        for r in desired
+        if r.url not in have or have[r.url].status == FAILED or have[r.url].branch != r.branch
+    ]
     to_remove = [r for r in baseline if r.url not in wanted]
     return to_add, to_remove
 
@@ -148,22 +162,81 @@ def baseline_workflow(session: Obj, job: Obj | None) -> Workflow | None:
     )
 
 
-# --- row A6: push the change, record what the runner took ----------------------------------------
+def workflow_pending(obs: Observation) -> bool:
+    """A workflow is wanted and the runner has not confirmed it (``WorkflowReconciled`` absent or
+    not True): the deferred push, tried until the runner answers."""
+    if desired_workflow(obs.session) is None:
+        return False
+    cond = find_condition(obs.status.get("conditions"), model.COND_WORKFLOW_RECONCILED)
+    return cond is None or cond.get("status") != model.COND_TRUE
+
+
+def service_port(service: Obj | None) -> int:
+    """The port of the AG-UI Service's ``agui`` port, else 8001."""
+    for port in ((service or {}).get("spec") or {}).get("ports") or ():
+        if port.get("name") == model.AGUI_PORT_NAME and isinstance(port.get("port"), int):
+            return int(port["port"])
+    return model.AGUI_PORT
+
+
+# --- row A6: what a starting runner has ----------------------------------------------------------
+
+
+def record_start(st: StatusEdit, obs: Observation, job: Obj | None) -> None:
+    """Into the status that records a run's start: the runner has the Job's repositories (the
+    init container cloned them before it started), so they are ``reconciledRepos``; without a
+    workflow that is settled too, with one ``WorkflowReconciled`` waits for the deferred push."""
+    now = now_rfc3339(obs.now)
+    repos = job_repos(job)
+    entries = [
+        {"url": r.url, "branch": r.branch, "name": r.name, "status": READY, "clonedAt": now}
+        for r in repos
+    ]
+    st.set(reconciledRepos=entries or None)
+    if repos:
+        message = f"Reconciled {len(repos)} repos (added 0, removed 0, branch changed 0)"
+        st.condition(model.COND_REPOS_RECONCILED, model.COND_TRUE, model.REASON_RECONCILED, message)
+    else:
+        st.condition(
+            model.COND_REPOS_RECONCILED, model.COND_TRUE, model.REASON_NO_REPOS, "No repositories"
+        )
+    if desired_workflow(obs.session) is None:
+        st.set(reconciledWorkflow=None)
+        st.condition(
+            model.COND_WORKFLOW_RECONCILED,
+            model.COND_TRUE,
+            model.REASON_NOT_CONFIGURED,
+            "No workflow",
+        )
+    else:
+        st.condition(
+            model.COND_WORKFLOW_RECONCILED,
+            model.COND_FALSE,
+            model.REASON_PENDING,
+            "Waiting for the runner to confirm the workflow",
+        )
+
+
+# --- row A7: push the change, record what the runner took ----------------------------------------
 
 
 def push(obs: Observation, row: str, job: Obj | None) -> Plan:
-    """The runner calls for a spec change of a Running session; the status follows their outcome.
+    """The runner calls for a spec change of a Running session (or the deferred workflow push);
+    the status follows their outcome.
 
     One status write records what was applied (``reconciledRepos``, ``reconciledWorkflow``, their
     conditions) and, when everything went through, ``observedGeneration`` and ``Reconciled=True``.
-    A failed call leaves ``Reconciled=False`` and is tried again after :data:`SPEC_RETRY` (a failed
+    A failed call leaves ``Reconciled=False`` and is tried again (:func:`retry_after`; a failed
     repo stays in ``reconciledRepos`` as Failed until it goes through), or at once when the spec
     changes again.
     """
     desired = desired_repos(obs.session)
-    to_add, to_remove = repo_changes(baseline_repos(obs.session, job), desired)
+    baseline = baseline_repos(obs.session, job)
+    to_add, to_remove = repo_changes(baseline, desired)
     want = desired_workflow(obs.session)
-    push_workflow = want is not None and want != baseline_workflow(obs.session, job)
+    push_workflow = want is not None and (
+        want != baseline_workflow(obs.session, job) or workflow_pending(obs)
+    )
     calls = [
         *(
             RunnerCall("/repos/add", {"url": r.url, "branch": r.branch, "name": r.name}, r.url)
@@ -174,23 +247,26 @@ def push(obs: Observation, row: str, job: Obj | None) -> Plan:
     if want is not None and push_workflow:
         body = {"gitUrl": want.git_url, "branch": want.branch, "path": want.path}
         calls.append(RunnerCall("/workflow", body, "workflow"))
+    changes = RepoChanges(baseline, desired, to_add, to_remove)
 
     def record(errors: Sequence[str | None]) -> Plan:
-        return _recorded(
-            obs, row, desired, to_add, to_remove, want, tuple(zip(calls, errors, strict=True))
-        )
+        return _recorded(obs, row, changes, want, tuple(zip(calls, errors, strict=True)))
 
-    return Plan(row, (CallRunner(tuple(calls), record),))
+    return Plan(row, (CallRunner(tuple(calls), record, service_port(obs.service)),))
+
+
+class RepoChanges(NamedTuple):
+    baseline: list[Repo]
+    desired: list[Repo]
+    to_add: list[Repo]
+    to_remove: list[Repo]
+
+
+Outcome = tuple[tuple[RunnerCall, str | None], ...]
 
 
 def _recorded(
-    obs: Observation,
-    row: str,
-    desired: list[Repo],
-    to_add: list[Repo],
-    to_remove: list[Repo],
-    want: Workflow | None,
-    outcome: tuple[tuple[RunnerCall, str | None], ...],
+    obs: Observation, row: str, changes: RepoChanges, want: Workflow | None, outcome: Outcome
 ) -> Plan:
     """The plan that records the calls' ``outcome``: one status write, Events, and a retry."""
     st = StatusEdit(obs.session, obs.now)
@@ -199,7 +275,7 @@ def _recorded(
     problems = [_problem(c, err) for c, err in outcome if err is not None]
     pushed = [_pushed(c) for c, err in outcome if err is None]
 
-    _record_repos(st, desired, to_add, to_remove, outcome, failed, now)
+    _record_repos(st, changes, outcome, failed, now)
     workflow_error = next((e for c, e in outcome if c.path == "/workflow"), None)
     _record_workflow(st, want, outcome, workflow_error, now)
 
@@ -228,33 +304,44 @@ def _recorded(
         row,
         (write,) if write is not None else (),
         effects=tuple(events),
-        requeue_after=SPEC_RETRY if problems else None,
+        requeue_after=retry_after(st) if problems else None,
     )
 
 
+def retry_after(st: StatusEdit) -> float:
+    """When to try a failed push again: :data:`RETRY_MIN` while the failure is young, then as
+    long as it has lasted (so the tries thin out), at most :data:`RETRY_MAX`. The failure's age is
+    the ``lastTransitionTime`` of the oldest of its False conditions, so no count is kept."""
+    since = [
+        parse_time(c.get("lastTransitionTime"))
+        for c in st.new.get("conditions") or ()
+        if c.get("type")
+        in (model.COND_RECONCILED, model.COND_REPOS_RECONCILED, model.COND_WORKFLOW_RECONCILED)
+        and c.get("status") == model.COND_FALSE
+    ]
+    times = [t for t in since if t is not None]
+    age = (st.now - min(times)).total_seconds() if times else 0.0
+    return min(RETRY_MAX, max(RETRY_MIN, age))
+
+
 def _record_repos(
-    st: StatusEdit,
-    desired: list[Repo],
-    to_add: list[Repo],
-    to_remove: list[Repo],
-    outcome: tuple[tuple[RunnerCall, str | None], ...],
-    failed: set[str],
-    now: str,
+    st: StatusEdit, changes: RepoChanges, outcome: Outcome, failed: set[str], now: str
 ) -> None:
     """``status.reconciledRepos`` and the ``ReposReconciled`` condition after the repo calls.
 
     The entries are the desired repos plus those whose removal failed (the runner still has them),
     each Ready or Failed, so a failed one is tried again against the next baseline. ``clonedAt``
-    is now for a repo just added and kept from the previous entry otherwise (Ready entries only).
+    is now for a repo just added (or moved to another branch) and kept from the previous entry
+    otherwise (Ready entries only).
     """
     previous = {
         e.get("url"): e
         for e in st.old.get("reconciledRepos") or ()
         if isinstance(e, dict) and e.get("url")
     }
-    added = {r.url for r in to_add}
+    added = {r.url for r in changes.to_add}
     entries: list[Obj] = []
-    for repo in [*desired, *(r for r in to_remove if r.url in failed)]:
+    for repo in [*changes.desired, *(r for r in changes.to_remove if r.url in failed)]:
         entry: Obj = {"url": repo.url, "branch": repo.branch, "name": repo.name}
         entry["status"] = FAILED if repo.url in failed else READY
         cloned = now if repo.url in added else previous.get(repo.url, {}).get("clonedAt")
@@ -265,8 +352,17 @@ def _record_repos(
     # again, and repos removed since would be "removed" once more.
     st.set(reconciledRepos=entries)
     if not failed:
-        reason = model.REASON_RECONCILED if desired else model.REASON_NO_REPOS
-        message = f"{len(desired)} repositories applied" if desired else "No repositories"
+        had = {r.url for r in changes.baseline}
+        moved = sum(1 for r in changes.to_add if r.url in had)
+        message = (
+            f"Reconciled {len(changes.desired)} repos (added {len(changes.to_add) - moved}, "
+            f"removed {len(changes.to_remove)}, branch changed {moved})"
+        )
+        reason = model.REASON_RECONCILED if changes.desired else model.REASON_NO_REPOS
+        if not changes.desired:
+            message = "No repositories" + (
+                f" (removed {len(changes.to_remove)})" if changes.to_remove else ""
+            )
         st.condition(model.COND_REPOS_RECONCILED, model.COND_TRUE, reason, message)
     else:
         repo_problems = [_problem(c, e) for c, e in outcome if e and c.path != "/workflow"]
@@ -279,11 +375,7 @@ def _record_repos(
 
 
 def _record_workflow(
-    st: StatusEdit,
-    want: Workflow | None,
-    outcome: tuple[tuple[RunnerCall, str | None], ...],
-    error: str | None,
-    now: str,
+    st: StatusEdit, want: Workflow | None, outcome: Outcome, error: str | None, now: str
 ) -> None:
     if want is None:
         st.set(reconciledWorkflow=None)
@@ -308,7 +400,7 @@ def _record_workflow(
 
 def _pushed(call: RunnerCall) -> str:
     if call.path == "/repos/add":
-        return f"added {call.body['name']}"
+        return f"added {call.body['name']}@{call.body['branch']}"
     if call.path == "/repos/remove":
         return f"removed {call.body['name']}"
     return f"workflow {call.body['gitUrl']}@{call.body['branch']}"

@@ -39,6 +39,9 @@ ANN_PARENT_SESSION: Final = "vteam.ambient-code/parent-session-id"
 ANN_RUNNER_TOKEN_SECRET: Final = "ambient-code.io/runner-token-secret"
 ANN_RUNNER_SA: Final = "ambient-code.io/runner-sa"
 ANN_CREATED_BY: Final = "ambient-code.io/created-by"
+ANN_CREATED_BY_USER_ID: Final = "ambient-code.io/created-by-user-id"
+"""On the runner ServiceAccount: ``spec.userContext.userId``, how the backend tells which user a
+runner's token acts for."""
 
 # --- Annotations on children ---------------------------------------------------------------------
 ANN_RUN: Final = "ambient-code.io/run"
@@ -61,6 +64,10 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "agentic-operator"
 """Value of ``LABEL_MANAGED_BY`` on every object this operator creates: the one marker that says it
 made the object (``ambient-code.io/managed`` and owner references are shared with the backend)."""
+LABEL_UPSTREAM_MANAGED_BY: Final = "ambient-code.io/managed-by"
+UPSTREAM_MANAGED_BY: Final = "operator"
+"""Upstream's operator marks the runner NetworkPolicy ``ambient-code.io/managed-by=operator``: one
+carrying it is the same object this operator makes, and is adopted."""
 
 # --- Runner container contract -------------------------------------------------------------------
 RUNNER_CONTAINER: Final = "ambient-code-runner"

@@ -1,16 +1,19 @@
 """Builders of the objects a run owns besides its Job: the AG-UI Service, the runner identity
 (ServiceAccount, Role, RoleBinding, token Secret), the Google OAuth placeholder Secret and the
-workspace PVC.
+workspace PVC; and of the namespace's runner NetworkPolicy.
 
 Pure functions from a session (and the config) to plain dicts, each with a controller
-ownerReference to the session (:func:`.model.child_metadata`).
+ownerReference to the session (:func:`.model.child_metadata`), except the NetworkPolicy, which
+belongs to the namespace.
 """
 
 from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Final
 
 from agentic_operator.kube.resources import Obj
 from agentic_operator.sessions.builders import runner_labels
@@ -19,18 +22,25 @@ from agentic_operator.sessions.model import (
     AGUI_PORT,
     AGUI_PORT_NAME,
     AGUI_TOKEN_KEY,
+    ANN_CREATED_BY_USER_ID,
     ANN_TOKEN_REFRESHED_AT,
     GROUP,
     LABEL_APP,
+    LABEL_MANAGED_BY,
     LABEL_SESSION,
+    LABEL_UPSTREAM_MANAGED_BY,
+    MANAGED_BY,
     OAUTH_CLIENT_SECRET_KEY,
     OAUTH_SECRET_KEY,
+    RUNNER_APP,
+    RUNNER_NETWORK_POLICY,
     RUNNER_SA_APP,
     S3_ACCESS_KEY_ID_KEY,
     S3_SECRET_ACCESS_KEY_KEY,
     SERVICE_APP,
     TOKEN_SECRET_APP,
     TOKEN_SECRET_KEY,
+    UPSTREAM_MANAGED_BY,
     WORKSPACE_APP,
     child_metadata,
     oauth_secret_name,
@@ -42,6 +52,9 @@ from agentic_operator.sessions.model import (
     token_secret_name,
 )
 from agentic_operator.sessions.status import now_rfc3339
+
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+"""The label the API server puts on every Namespace with its own name."""
 
 
 def build_service(session: Obj, *, port: int = AGUI_PORT) -> Obj:
@@ -70,33 +83,43 @@ def build_service(session: Obj, *, port: int = AGUI_PORT) -> Obj:
 
 
 def build_runner_service_account(session: Obj) -> Obj:
+    """``ambient-session-<s>``, annotated with the session's ``spec.userContext.userId``
+    (``created-by-user-id``): the backend resolves a runner's token to that user (child sessions
+    get the user's context)."""
     name = str(session["metadata"]["name"])
+    meta = child_metadata(session, runner_sa_name(name), {LABEL_APP: RUNNER_SA_APP})
+    user = ((session.get("spec") or {}).get("userContext") or {}).get("userId")
+    if isinstance(user, str) and user:
+        meta["annotations"] = {ANN_CREATED_BY_USER_ID: user}
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": child_metadata(session, runner_sa_name(name), {LABEL_APP: RUNNER_SA_APP}),
+        "metadata": meta,
         "automountServiceAccountToken": False,
     }
 
 
+RUNNER_ROLE_RULES: Final = (
+    # The session itself and child sessions (the backend creates those with the runner's token);
+    # update is what the backend's AG-UI proxy asks of its caller.
+    (GROUP, "agenticsessions", ("get", "list", "watch", "create", "update", "patch")),
+    ("authorization.k8s.io", "selfsubjectaccessreviews", ("create",)),
+    # The backend reads ambient-runner-secrets with the runner's token before making a child.
+    ("", "secrets", ("get",)),
+    ("mlflow.kubeflow.org", "experiments", ("get", "list", "update")),
+)
+"""What the runner may do with its token, as the platform's runner and backend need it."""
+
+
 def build_runner_role(session: Obj) -> Obj:
-    """What the runner may do with its token: read/update sessions, check its own access."""
     name = str(session["metadata"]["name"])
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": child_metadata(session, runner_role_name(name), {LABEL_APP: RUNNER_SA_APP}),
         "rules": [
-            {
-                "apiGroups": [GROUP],
-                "resources": ["agenticsessions"],
-                "verbs": ["get", "list", "watch", "update", "patch"],
-            },
-            {
-                "apiGroups": ["authorization.k8s.io"],
-                "resources": ["selfsubjectaccessreviews"],
-                "verbs": ["create"],
-            },
+            {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+            for group, resource, verbs in RUNNER_ROLE_RULES
         ],
     }
 
@@ -198,4 +221,37 @@ def build_workspace_pvc(session: Obj, cfg: SessionConfig | None = None) -> Obj:
             session, pvc_name(name), {LABEL_APP: WORKSPACE_APP, LABEL_SESSION: name}
         ),
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }
+
+
+def build_runner_network_policy(namespace: str, cfg: SessionConfig, ports: Iterable[int]) -> Obj:
+    """``runner-allow-backend-only``: runner pods of ``namespace`` admit TCP on ``ports`` (the
+    runner ports) from the backend's namespace only, and from the operator's own when it is
+    another one (the operator's spec pushes would be blocked otherwise). Namespace-wide and
+    shared by every session, so it has no owner and outlives them."""
+    peers = [cfg.backend_namespace]
+    if cfg.operator_namespace != cfg.backend_namespace:
+        peers.append(cfg.operator_namespace)
+    labels = {
+        LABEL_APP: SERVICE_APP,
+        LABEL_UPSTREAM_MANAGED_BY: UPSTREAM_MANAGED_BY,
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": RUNNER_NETWORK_POLICY, "namespace": namespace, "labels": labels},
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_APP: RUNNER_APP}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: ns}}}
+                        for ns in peers
+                    ],
+                    "ports": [{"protocol": "TCP", "port": p} for p in sorted(set(ports))],
+                }
+            ],
+        },
     }

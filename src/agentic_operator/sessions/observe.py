@@ -58,6 +58,8 @@ class Caches:
     """(namespace, session name) -> runner pods; an index over the runner-pod informer."""
     project_settings: Cache
     """The ``projectsettings`` singletons (idle limit of a project's sessions)."""
+    network_policies: WritableCache
+    """The ``runner-allow-backend-only`` NetworkPolicies (an informer limited to that name)."""
 
 
 class _NoCache:
@@ -115,6 +117,8 @@ class Observation:
     service: Obj | None = None
     project_settings: Obj | None = None
     """The namespace's ``projectsettings``, from the cache."""
+    network_policy: Obj | None = None
+    """The namespace's ``runner-allow-backend-only`` NetworkPolicy, from the cache."""
     job_confirmed: bool = False
     start: StartInputs | None = None
 
@@ -185,6 +189,7 @@ class Observer:
             project_settings=self.caches.project_settings.get(
                 f"{ns}/{model.PROJECT_SETTINGS_NAME}"
             ),
+            network_policy=self.caches.network_policies.get(f"{ns}/{model.RUNNER_NETWORK_POLICY}"),
         )
 
     async def read(self, obs: Observation, reads: Collection[str]) -> Observation:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from prometheus_client import Counter, Histogram
 
 from agentic_operator.kube.resources import Obj, Resource
+from agentic_operator.sessions.model import AGUI_PORT
 from agentic_operator.sessions.status import upsert_condition
 
 NEXT_STEP = 0.001
@@ -63,7 +64,7 @@ Effect = Event | Count | Measure
 
 # --- actions -------------------------------------------------------------------------------------
 
-CacheName = Literal["jobs", "services"]
+CacheName = Literal["jobs", "services", "network_policies"]
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,13 @@ class Create:
 
 @dataclass(frozen=True)
 class Replace:
-    """PUT ``body`` (carrying its resourceVersion: a 409 means it moved, retry)."""
+    """PUT ``body`` (carrying its resourceVersion: a 409 means it moved, retry). ``cache`` and
+    ``on_error`` as for :class:`Create`."""
 
     resource: Resource
     body: Obj
+    cache: CacheName | None = None
+    on_error: Callable[[str], Plan] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,19 +125,33 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class EnsureIdentity:
+    """The runner's ServiceAccount, Role and RoleBinding as :mod:`.objects` builds them, made true
+    at every run start: each is created; an existing ServiceAccount gets the
+    ``created-by-user-id`` annotation merge-patched when it differs, an existing Role its rules
+    replaced when they differ (an identity made by an earlier version converges), an existing
+    RoleBinding is kept (its roleRef is immutable and always the same). ``on_error`` as for
+    :class:`Create`."""
+
+    on_error: Callable[[str], Plan] | None = None
+
+
+@dataclass(frozen=True)
 class ProvisionToken:
     """Mint the runner token and store it in the token Secret.
 
-    ``create_identity``: create the ServiceAccount, Role and RoleBinding first (first token of a
-    session). ``secret``: the token Secret as observed (replaced, keeping its resourceVersion), or
-    None (created; AlreadyExists means an earlier attempt got that far: it is read and replaced).
-    A TokenRequest that answers NotFound (the ServiceAccount is gone) recreates the identity once.
+    ``secret``: the token Secret as observed (replaced, keeping its resourceVersion), or None
+    (created; AlreadyExists means an earlier attempt got that far: it is read and replaced).
+    ``refresh``: only the ``k8s-token`` key and its annotations change, by a merge patch of the
+    existing Secret, so every other key (``agui-token``, ...) is kept as it is (the refresh of a
+    Running session, :mod:`.running`). A TokenRequest that answers NotFound (the ServiceAccount
+    is gone) recreates the identity once.
     """
 
     lifetime: int
-    create_identity: bool
     secret: Obj | None
     on_error: Callable[[str], Plan] | None = None
+    refresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,15 +182,26 @@ class RunnerCall:
 
 @dataclass(frozen=True)
 class CallRunner:
-    """Make ``calls`` (each may fail on its own); ``decide(errors)`` turns the outcome (the error
-    text per call, None for success, in order) into the rest of the plan."""
+    """Make ``calls`` on the runner's ``port`` (each may fail on its own); ``decide(errors)``
+    turns the outcome (the error text per call, None for success, in order) into the rest of the
+    plan. The executor sends the session's AG-UI token with them (read from the token Secret, so
+    that it never is part of a plan)."""
 
     calls: tuple[RunnerCall, ...]
     decide: Callable[[Sequence[str | None]], Plan]
+    port: int = AGUI_PORT
 
 
 Action = (
-    Create | Replace | Patch | Delete | ProvisionToken | PatchSession | WriteStatus | CallRunner
+    Create
+    | Replace
+    | Patch
+    | Delete
+    | EnsureIdentity
+    | ProvisionToken
+    | PatchSession
+    | WriteStatus
+    | CallRunner
 )
 
 

@@ -1,23 +1,32 @@
 """Rows of a run that is starting or up and keeps its phase (pure, like :mod:`.decide`): the
-Job's deadline (A5), the idle auto-stop (A8), and scheduling problems while it starts (A12).
+Job's deadline (A5), the idle auto-stop (A8), scheduling problems while it starts (A12), and the
+refresh of the runner's token while it runs (A13).
 """
 
 from __future__ import annotations
 
 from agentic_operator.kube.resources import JOBS, Obj
-from agentic_operator.sessions import inactivity, model
+from agentic_operator.sessions import inactivity, model, start
+from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.endings import write_status
 from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.plan import (
     NEXT_STEP,
+    Count,
     Event,
     Patch,
     PatchSession,
     Plan,
+    ProvisionToken,
     StatusEdit,
     Steps,
 )
-from agentic_operator.sessions.status import RunnerObservation, find_condition
+from agentic_operator.sessions.status import (
+    RunnerObservation,
+    find_condition,
+    now_rfc3339,
+    parse_time,
+)
 
 
 def set_deadline(obs: Observation, row: str, job: Obj) -> Plan:
@@ -72,3 +81,40 @@ def starting(obs: Observation, row: str, verdict: RunnerObservation, remaining: 
 def condition_false(obs: Observation, type_: str) -> bool:
     cond = find_condition(obs.status.get("conditions"), type_)
     return cond is not None and cond.get("status") == model.COND_FALSE
+
+
+def token_refresh_left(obs: Observation, job: Obj) -> float:
+    """Seconds until the runner's token is due for a refresh (<= 0: now). The Job carries when its
+    token was minted (``token-refreshed-at``, a copy of the token Secret's, written with it), so
+    this reads the cache only; a Job without a readable time (an earlier version's) is due."""
+    minted = parse_time(model.annotations(job).get(model.ANN_TOKEN_REFRESHED_AT))
+    if minted is None:
+        return 0.0
+    return obs.cfg.token_refresh_interval - (obs.now - minted).total_seconds()
+
+
+def refresh_token(obs: Observation, row: str, job: Obj) -> Plan:
+    """A new ``k8s-token`` in the token Secret (nothing else of it changes: the runner's
+    ``agui-token`` stays), then its time on the Job. The runner reads the token from its file,
+    which the kubelet updates from the Secret."""
+    meta = job["metadata"]
+    stamp = {"metadata": {"annotations": {model.ANN_TOKEN_REFRESHED_AT: now_rfc3339(obs.now)}}}
+
+    def failed(message: str) -> Plan:
+        return Plan(
+            f"{row}!",
+            effects=(
+                Count(m.SESSION_ERRORS, (obs.namespace, "Running", "token_refresh")),
+                Event(
+                    "Warning",
+                    model.REASON_TOKEN_PROVISION_FAILED,
+                    f"refreshing the runner token: {message}",
+                ),
+            ),
+        )
+
+    token = ProvisionToken(
+        lifetime=start.token_lifetime(obs), secret=None, refresh=True, on_error=failed
+    )
+    patch = Patch(JOBS, meta["name"], meta["namespace"], stamp, cache="jobs")
+    return Plan(row, (token, patch), requeue_after=NEXT_STEP)

@@ -21,6 +21,7 @@ from agentic_operator.kube.resources import (
     AGENTIC_SESSIONS,
     CONFIG_MAPS,
     JOBS,
+    NETWORK_POLICIES,
     PODS,
     SERVICES,
     Obj,
@@ -81,7 +82,14 @@ def setup_with_manager(
         transform=ca_bundle_presence,
         name="configmaps",
     )
-    for informer in (sessions, jobs, pods, services, config_maps):
+    # One object per namespace, by name: the cache holds the runner policies and nothing else.
+    policies = Informer(
+        client,
+        NETWORK_POLICIES,
+        field_selector=f"metadata.name={model.RUNNER_NETWORK_POLICY}",
+        name="networkpolicies",
+    )
+    for informer in (sessions, jobs, pods, services, config_maps, policies):
         mgr.add_informer(informer)
     pods_index = LabelIndex(pods.store, model.LABEL_SESSION)
     pods.add_handler(pods_index.on_add, pods_index.on_update, pods_index.on_delete)
@@ -94,6 +102,7 @@ def setup_with_manager(
         namespaces=CacheWriter(namespaces),
         pods_by_session=pods_index.lookup,
         project_settings=project_settings.store,
+        network_policies=CacheWriter(policies),
     )
     reconciler = SessionReconciler(
         client, caches, cfg, recorder, runner, clock=clock, pod_caches=PodCaches(config_maps.store)

@@ -1,7 +1,8 @@
 """What starting a run creates, as plan actions (phase-table row P9): pure, like :mod:`.decide`.
 
-Order: the shared-secret copies, the runner identity and token, the AG-UI Service, the workspace
-PVC and the Google OAuth placeholder, and last the Job. Everything before the Job is
+Order: the shared-secret copies, the runner identity and token (and the session's annotations
+naming them), the AG-UI Service, the workspace PVC and the Google OAuth placeholder, the
+namespace's runner NetworkPolicy (:mod:`.netpol`), and last the Job. Everything before the Job is
 create-if-absent or a guarded replace, so a run interrupted half-way is finished by the next
 reconcile without duplicates; the Job's deterministic name is the duplicate fence.
 """
@@ -12,21 +13,23 @@ import base64
 from collections.abc import Callable
 
 from agentic_operator.kube.resources import JOBS, PERSISTENT_VOLUME_CLAIMS, SECRETS, SERVICES, Obj
-from agentic_operator.sessions import builders, model, objects
+from agentic_operator.sessions import bounds, builders, model, objects
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.plan import (
     Action,
     Count,
     Create,
+    EnsureIdentity,
     Event,
     Measure,
+    PatchSession,
     Plan,
     ProvisionToken,
     Replace,
 )
 from agentic_operator.sessions.secrets import copy_plan
-from agentic_operator.sessions.status import parse_time
+from agentic_operator.sessions.status import now_rfc3339, parse_time
 
 UNBOUNDED_RUN_TOKEN = 2 * 86400
 """Token lifetime for runs without a ceiling: twice the default idle limit."""
@@ -47,9 +50,15 @@ def children(obs: Observation) -> list[Action]:
     if cfg.mlflow_enabled:
         # Optional too: the runner's MLFLOW_* references stay empty without it.
         out += copy_shared(obs, obs.start.mlflow_source, obs.start.mlflow_target)
+    # Every run start makes the identity true: an identity of an earlier version gets today's
+    # Role rules and the user's annotation.
+    out.append(EnsureIdentity(on_error=lambda message: token_failed(obs, message)))
     token = token_action(obs)
     if token is not None:
         out.append(token)
+    names = identity_annotations(obs)
+    if names is not None:
+        out.append(names)
     if obs.service is None:
         service = objects.build_service(obs.session, port=obs.start.agent.port)
         out.append(Create(SERVICES, service, cache="services"))
@@ -80,6 +89,11 @@ def job(obs: Observation, on_error: Callable[[str], Plan]) -> tuple[Create, list
     body, skipped = builders.build_job(
         obs.session, obs.cfg, run=model.session_run(obs.session) or 1, inputs=pod_inputs(obs)
     )
+    stamp = token_refreshed_at(obs)
+    if stamp:
+        # The Job carries when its token was minted, so that the refresh while it runs is decided
+        # from the cache (the token Secret is not cached).
+        body["metadata"].setdefault("annotations", {})[model.ANN_TOKEN_REFRESHED_AT] = stamp
     effects: tuple[Measure, ...] = ()
     started = parse_time((obs.session.get("status") or {}).get("startTime"))
     if started is not None:
@@ -109,7 +123,9 @@ def token_lifetime(obs: Observation) -> int:
     ceiling runs have no deadline, and the token lives :data:`UNBOUNDED_RUN_TOKEN` seconds (a run
     that stays active longer loses its access to the API; a restart mints a new token)."""
     bound = obs.cfg.max_session_duration or UNBOUNDED_RUN_TOKEN
-    return max(obs.cfg.token_lifetime, bound + obs.cfg.pending_timeout + 600)
+    wanted = max(obs.cfg.token_lifetime, bound + obs.cfg.pending_timeout + bounds.TOKEN_RUN_MARGIN)
+    # Never more than the TokenRequest API accepts (2^32 s), whatever the settings add up to.
+    return bounds.token_expiration(wanted)
 
 
 def token_action(obs: Observation) -> ProvisionToken | None:
@@ -129,13 +145,29 @@ def token_action(obs: Observation) -> ProvisionToken | None:
         if expires is not None and (expires - obs.now).total_seconds() > lifetime - TOKEN_MARGIN:
             return None
     return ProvisionToken(
-        lifetime=lifetime,
-        # The ServiceAccount, Role and RoleBinding come with the first token; a re-mint only
-        # recreates them when the TokenRequest finds the ServiceAccount gone.
-        create_identity=secret is None,
-        secret=secret,
-        on_error=lambda message: token_failed(obs, message),
+        lifetime=lifetime, secret=secret, on_error=lambda message: token_failed(obs, message)
     )
+
+
+def token_refreshed_at(obs: Observation) -> str:
+    """When the token this run starts with was minted: now when P9 mints one, else the kept
+    Secret's ``token-refreshed-at`` ("" when it has none)."""
+    assert obs.start is not None
+    if token_action(obs) is not None or obs.start.token_secret is None:
+        return now_rfc3339(obs.now)
+    return str(model.annotations(obs.start.token_secret).get(model.ANN_TOKEN_REFRESHED_AT) or "")
+
+
+def identity_annotations(obs: Observation) -> PatchSession | None:
+    """``runner-token-secret`` and ``runner-sa`` on the session (the backend checks a caller's
+    ServiceAccount against the latter): a merge patch of those two keys only, when they differ,
+    so concurrent edits of other annotations are never lost."""
+    want = {
+        model.ANN_RUNNER_TOKEN_SECRET: model.token_secret_name(obs.session),
+        model.ANN_RUNNER_SA: model.runner_sa_name(obs.name),
+    }
+    changed = {k: v for k, v in want.items() if obs.annotations.get(k) != v}
+    return PatchSession({"metadata": {"annotations": changed}}) if changed else None
 
 
 def token_failed(obs: Observation, message: str) -> Plan:
