@@ -163,15 +163,7 @@ def test_images_transformer_targets_the_deployment_image() -> None:
 # --- RBAC ------------------------------------------------------------------------------------
 
 OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
-    # create: granted to runner Roles (child sessions).
-    ("vteam.ambient-code", "agenticsessions"): {
-        "get",
-        "list",
-        "watch",
-        "create",
-        "update",
-        "patch",
-    },
+    ("vteam.ambient-code", "agenticsessions"): {"get", "list", "watch", "update", "patch"},
     ("vteam.ambient-code", "agenticsessions/status"): {"get", "update", "patch"},
     ("vteam.ambient-code", "projectsettings"): {
         "get",
@@ -185,9 +177,8 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("", "namespaces"): READ,
     ("batch", "jobs"): READ | {"create", "patch", "delete"},
     ("", "pods"): READ,
-    ("", "configmaps"): READ,
     ("", "services"): READ | {"create", "delete", "patch"},
-    ("", "serviceaccounts"): {"get", "create", "patch"},
+    ("", "serviceaccounts"): {"get", "create"},
     ("", "serviceaccounts/token"): {"create"},
     ("", "secrets"): {"get", "create", "update", "patch"},
     ("", "persistentvolumeclaims"): {"get", "create"},
@@ -196,8 +187,13 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("authorization.k8s.io", "selfsubjectaccessreviews"): {"create"},
-    ("mlflow.kubeflow.org", "experiments"): {"get", "list", "update"},
-    ("networking.k8s.io", "networkpolicies"): {"list", "watch", "create", "update"},
+}
+PROJECT_OBJECT_PERMISSIONS: dict[tuple[str, str], set[str]] = {
+    # The ambient-session-trigger objects and the LimitRange of each project namespace.
+    ("vteam.ambient-code", "agenticsessions"): {"create"},
+    ("", "serviceaccounts"): {"list", "watch", "update"},
+    (RBAC, "roles"): {"list", "watch"},
+    ("", "limitranges"): {"get", "list", "watch", "create"},
 }
 
 
@@ -207,7 +203,10 @@ def operator_clusterrole() -> Obj:
 
 def test_operator_clusterrole_is_exactly_least_privilege() -> None:
     expected = {
-        (g, r, v, None) for (g, r), verbs in OPERATOR_PERMISSIONS.items() for v in verbs
+        (g, r, v, None)
+        for table in (OPERATOR_PERMISSIONS, PROJECT_OBJECT_PERMISSIONS)
+        for (g, r), verbs in table.items()
+        for v in verbs
     } | {(RBAC, "clusterroles", "bind", n) for n in ROLE_TO_CLUSTERROLE.values()}
     assert perms(operator_clusterrole()["rules"]) == expected
 
@@ -252,6 +251,16 @@ def test_operator_holds_every_permission_of_the_runner_role() -> None:
     wanted = perms(build_runner_role(session)["rules"])
     held = perms(operator_clusterrole()["rules"])
     assert wanted
+    assert {p for p in wanted if not grants(held, p)} == set()
+
+
+def test_operator_holds_every_permission_of_the_trigger_role() -> None:
+    from agentic_operator.projects.objects import trigger_role
+
+    ps = {"metadata": {"name": PROJECT_SETTINGS_NAME, "namespace": "p", "uid": "u"}}
+    wanted = perms(trigger_role(ps)["rules"])
+    held = perms(operator_clusterrole()["rules"])
+    assert {p[2] for p in wanted} == {"create", "get", "list", "update"}
     assert {p for p in wanted if not grants(held, p)} == set()
 
 
@@ -443,23 +452,6 @@ def container_env(namespace: str) -> dict[str, str]:
             assert var["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
             env[var["name"]] = namespace
     return env
-
-
-def test_deployment_mounts_the_registry_and_models_where_the_operator_reads_them() -> None:
-    from agentic_operator.sessions.config import SessionConfig
-
-    pod = deployment()["spec"]["template"]["spec"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    mounts = {m["mountPath"]: m for m in deployment_container()["volumeMounts"]}
-    cfg = SessionConfig()
-    for path, config_map in (
-        (cfg.agent_registry_path, "ambient-agent-registry"),
-        (cfg.models_manifest_path, "ambient-models"),
-    ):
-        mount = mounts[path.rsplit("/", 1)[0]]
-        assert mount["readOnly"] is True
-        # Optional: an operator without them runs with the built-in defaults.
-        assert volumes[mount["name"]]["configMap"] == {"name": config_map, "optional": True}
 
 
 def test_deployment_env() -> None:

@@ -5,9 +5,16 @@
 * ``spec.groupAccess`` of that singleton becomes RoleBindings ``<group>-<role>`` to the ClusterRoles
   ``ambient-project-{admin,edit,view}``: missing ones are created, drifted ones corrected, removed
   entries' bindings deleted (see :mod:`agentic_operator.projects.bindings` for the rules).
-* ``status.groupBindingsCreated`` and a ``Ready`` condition report the outcome.
+* The ``ambient-session-trigger`` ServiceAccount, Role and RoleBinding that scheduled sessions run
+  as, and the LimitRange ``ambient-default-limits`` (created once), see
+  :mod:`agentic_operator.projects.objects`.
+* Status: ``groupBindingsCreated``, ``scheduledSessionRBACReady``, ``limitRangeReady`` and the
+  conditions ``Ready``, ``ScheduledSessionRBACReady`` and ``LimitRangeReady``. Other status
+  fields are kept as they are.
 
-Only managed namespaces are handled: a ProjectSettings elsewhere is ignored, as are its sessions.
+Only objects with the operator's marker are ever updated or deleted
+(:mod:`agentic_operator.projects.ownership`). Only managed namespaces are handled: a
+ProjectSettings elsewhere is ignored, as are its sessions.
 """
 
 from __future__ import annotations
@@ -15,13 +22,22 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, NotFound
-from agentic_operator.kube.resources import PROJECT_SETTINGS, ROLE_BINDINGS, Obj
-from agentic_operator.projects import bindings
+from agentic_operator.kube.resources import (
+    PROJECT_SETTINGS,
+    ROLE_BINDINGS,
+    ROLES,
+    SERVICE_ACCOUNTS,
+    Obj,
+    Resource,
+)
+from agentic_operator.projects import bindings, objects
+from agentic_operator.projects.objects import LIMIT_RANGE_NAME, LIMIT_RANGES, TRIGGER_NAME, Write
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
 from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
@@ -29,9 +45,31 @@ from agentic_operator.sessions.status import upsert_condition
 
 log = logging.getLogger(__name__)
 
+COND_READY = "Ready"
+COND_TRIGGER_RBAC = "ScheduledSessionRBACReady"
+COND_LIMIT_RANGE = "LimitRangeReady"
+
+TRIGGER_OBJECTS: tuple[tuple[Resource, Callable[[Obj], Obj]], ...] = (
+    (SERVICE_ACCOUNTS, objects.trigger_service_account),
+    (ROLES, objects.trigger_role),
+    (ROLE_BINDINGS, objects.trigger_role_binding),
+)
+"""In the order they are made: a RoleBinding is only accepted once its Role exists."""
+
 
 class Cache(Protocol):
     def get(self, key: str) -> Obj | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome for one status field and its condition; ``error`` is retried after the
+    status write."""
+
+    ready: bool
+    reason: str
+    message: str
+    error: ApiError | None = None
 
 
 class ProjectReconciler:
@@ -42,13 +80,17 @@ class ProjectReconciler:
         namespaces: Cache,
         settings: Cache,
         bindings_in: Callable[[str], list[Obj]],
+        cached: Callable[[Resource, str], Obj | None],
         recorder: EventRecorder,
         clock: Clock | None = None,
     ) -> None:
+        """``cached(res, namespace)`` is the cached object of kind ``res`` with the one name this
+        controller gives that kind (``ambient-session-trigger``, ``ambient-default-limits``)."""
         self.client = client
         self.namespaces = namespaces
         self.settings = settings
         self.bindings_in = bindings_in
+        self.cached = cached
         self.events = recorder
         self.clock = clock or RealClock()
 
@@ -67,6 +109,18 @@ class ProjectReconciler:
         if (ps.get("metadata") or {}).get("deletionTimestamp"):
             return None
 
+        created, problems = await self._group_bindings(ps)
+        trigger = await self._trigger_rbac(ps)
+        limits = await self._limit_range(ps)
+        await self._write_status(ps, created, problems, trigger, limits)
+        for verdict in (trigger, limits):
+            if verdict.error is not None:
+                raise verdict.error
+        return None
+
+    async def _group_bindings(self, ps: Obj) -> tuple[int, list[str]]:
+        """Apply the group-binding plan; the bindings in place and the problems to report."""
+        namespace = ps["metadata"]["namespace"]
         desired = bindings.desired_role_bindings(ps)
         plan = bindings.plan_role_bindings(
             desired, self.bindings_in(namespace), str(ps["metadata"]["uid"])
@@ -80,36 +134,105 @@ class ProjectReconciler:
         for rb in plan.update:
             await self.client.replace(ROLE_BINDINGS, rb["metadata"]["name"], rb, namespace)
         for rb in plan.recreate:
-            name = rb["metadata"]["name"]
-            try:
-                await self.client.delete(ROLE_BINDINGS, name, namespace)
-            except NotFound:
-                pass
+            await self._delete(ROLE_BINDINGS, rb["metadata"]["name"], namespace)
             await self.client.create(ROLE_BINDINGS, rb, namespace)
         for name in plan.delete:
-            try:
-                await self.client.delete(ROLE_BINDINGS, name, namespace)
-            except NotFound:
-                pass
-
+            await self._delete(ROLE_BINDINGS, name, namespace)
         problems = bindings.invalid_entries(ps)
         problems += [
             f"RoleBinding {n} exists and is not managed by the operator" for n in conflicts
         ]
-        await self._write_status(ps, len(desired) - len(conflicts), problems)
-        return None
+        return len(desired) - len(conflicts), problems
 
-    async def _write_status(self, ps: Obj, created: int, problems: list[str]) -> None:
+    async def _delete(self, res: Resource, name: str, namespace: str) -> None:
+        try:
+            await self.client.delete(res, name, namespace)
+        except NotFound:
+            pass
+
+    async def _ensure(
+        self, res: Resource, want: Obj, uid: str, *, create_only: bool
+    ) -> tuple[Write, Obj | None]:
+        """Bring one object to ``want`` as :func:`objects.plan_object` says; the write done and
+        the object that was there. One missing from the cache but present (AlreadyExists) is read
+        once and planned again."""
+        namespace, name = want["metadata"]["namespace"], want["metadata"]["name"]
+        have = self.cached(res, namespace)
+        write = objects.plan_object(want, have, uid, create_only=create_only)
+        if write.action == "create":
+            try:
+                await self.client.create(res, want, namespace)
+                return write, None
+            except AlreadyExists:
+                have = await self.client.get(res, name, namespace)
+                write = objects.plan_object(want, have, uid, create_only=create_only)
+        if write.action == "update" and write.body is not None:
+            await self.client.replace(res, name, write.body, namespace)
+        elif write.action == "recreate":
+            await self._delete(res, name, namespace)
+            await self.client.create(res, want, namespace)
+        return write, have
+
+    async def _trigger_rbac(self, ps: Obj) -> Verdict:
+        uid, namespace = str(ps["metadata"]["uid"]), ps["metadata"]["namespace"]
+        foreign_ok: list[str] = []
+        foreign_bad: list[str] = []
+        for res, build in TRIGGER_OBJECTS:
+            try:
+                write, have = await self._ensure(res, build(ps), uid, create_only=False)
+            except Conflict:
+                raise  # a stale cache: the controller retries with the newer version
+            except ApiError as exc:
+                return Verdict(False, "ApiError", f"{res.kind} {TRIGGER_NAME}: {exc}", exc)
+            if write.action == "conflict" and have is not None:
+                works = objects.grants_trigger(have, namespace)
+                (foreign_ok if works else foreign_bad).append(res.kind)
+        if foreign_bad:
+            return Verdict(
+                False,
+                "Conflict",
+                f"{', '.join(foreign_bad)} {TRIGGER_NAME} not managed by the operator and not "
+                f"granting {', '.join(objects.TRIGGER_VERBS)} on agenticsessions to "
+                f"ServiceAccount {TRIGGER_NAME}; left untouched",
+            )
+        message = f"ServiceAccount, Role and RoleBinding {TRIGGER_NAME} in place"
+        if foreign_ok:
+            message += f" ({', '.join(foreign_ok)} not managed by the operator, left untouched)"
+        return Verdict(True, "Reconciled", message)
+
+    async def _limit_range(self, ps: Obj) -> Verdict:
+        want = objects.default_limit_range(ps)
+        uid = str(ps["metadata"]["uid"])
+        try:
+            write, _ = await self._ensure(LIMIT_RANGES, want, uid, create_only=True)
+        except ApiError as exc:
+            return Verdict(False, "ApiError", f"LimitRange {LIMIT_RANGE_NAME}: {exc}", exc)
+        if write.action == "create":
+            return Verdict(True, "Created", f"LimitRange {LIMIT_RANGE_NAME} created")
+        return Verdict(
+            True, "Present", f"LimitRange {LIMIT_RANGE_NAME} exists (created once, edits are kept)"
+        )
+
+    async def _write_status(
+        self, ps: Obj, created: int, problems: list[str], trigger: Verdict, limits: Verdict
+    ) -> None:
         old = ps.get("status") or {}
         new = copy.deepcopy(old)
         new["groupBindingsCreated"] = max(0, created)
+        new["scheduledSessionRBACReady"] = trigger.ready
+        new["limitRangeReady"] = limits.ready
         if problems:
-            cond = ("False", "InvalidGroupAccess", "; ".join(problems))
+            ready = ("False", "InvalidGroupAccess", "; ".join(problems))
+        elif not trigger.ready:
+            ready = ("False", "ScheduledSessionRBACNotReady", trigger.message)
         else:
-            cond = ("True", "BindingsReconciled", f"{created} group RoleBinding(s) in place")
-        new["conditions"] = upsert_condition(
-            new.get("conditions") or [], "Ready", *cond, self.clock.wall()
-        )
+            ready = ("True", "BindingsReconciled", f"{created} group RoleBinding(s) in place")
+        now = self.clock.wall()
+        conditions = upsert_condition(new.get("conditions") or [], COND_READY, *ready, now)
+        for type_, v in ((COND_TRIGGER_RBAC, trigger), (COND_LIMIT_RANGE, limits)):
+            status = "True" if v.ready else "False"
+            conditions = upsert_condition(conditions, type_, status, v.reason, v.message, now)
+        new["conditions"] = conditions
         if new == old:
             return
         body = dict(ps)
@@ -124,12 +247,12 @@ class ProjectReconciler:
         except ApiError as exc:
             log.warning("ProjectSettings status not written: %s", exc)
             return
-        if problems and cond[0] != (_ready(old) or {}).get("status"):
-            self.events.warning(ps, "InvalidGroupAccess", cond[2])
+        if problems and ready[0] != (_condition(old, COND_READY) or {}).get("status"):
+            self.events.warning(ps, "InvalidGroupAccess", ready[2])
 
 
-def _ready(status: Obj) -> Obj | None:
+def _condition(status: Obj, type_: str) -> Obj | None:
     for c in status.get("conditions") or ():
-        if c.get("type") == "Ready":
+        if c.get("type") == type_:
             return dict(c)
     return None

@@ -2,14 +2,18 @@
 events that wake a namespace, and the reconciler.
 
 A managed namespace is reconciled when it becomes managed, when its ``projectsettings`` changes
-spec or is replaced (new UID), and when one of its managed RoleBindings changes.
+spec or is replaced (new UID), when one of its managed RoleBindings changes, and when one of the
+objects the settings give it (``ambient-session-trigger`` ServiceAccount, Role and RoleBinding, the
+LimitRange ``ambient-default-limits``) changes or goes. Those are cached by name (a field
+selector), whoever made them, so a namesake the operator must not touch is seen without a read.
 """
 
 from __future__ import annotations
 
 from agentic_operator.clock import Clock
 from agentic_operator.kube.client import ApiClient
-from agentic_operator.kube.resources import ROLE_BINDINGS, Obj
+from agentic_operator.kube.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Obj, Resource
+from agentic_operator.projects.objects import LIMIT_RANGE_NAME, LIMIT_RANGES, TRIGGER_NAME
 from agentic_operator.projects.reconciler import ProjectReconciler
 from agentic_operator.runtime.controller import Controller, Predicate
 from agentic_operator.runtime.events import EventRecorder
@@ -38,11 +42,32 @@ def setup_with_manager(
         client, ROLE_BINDINGS, label_selector=MANAGED_SELECTOR, name="rolebindings"
     )
     mgr.add_informer(role_bindings)
+    named: dict[Resource, Informer] = {}
+    for res, name in (
+        (SERVICE_ACCOUNTS, TRIGGER_NAME),
+        (ROLES, TRIGGER_NAME),
+        (ROLE_BINDINGS, TRIGGER_NAME),
+        (LIMIT_RANGES, LIMIT_RANGE_NAME),
+    ):
+        informer = Informer(
+            client,
+            res,
+            field_selector=f"metadata.name={name}",
+            name=f"project-{res.plural}",
+        )
+        mgr.add_informer(informer)
+        named[res] = informer
+
+    def cached(res: Resource, namespace: str) -> Obj | None:
+        name = LIMIT_RANGE_NAME if res is LIMIT_RANGES else TRIGGER_NAME
+        return named[res].store.get(f"{namespace}/{name}")
+
     reconciler = ProjectReconciler(
         client,
         namespaces=namespaces.store,
         settings=settings.store,
         bindings_in=role_bindings.store.by_namespace,
+        cached=cached,
         recorder=recorder,
         clock=clock,
     )
@@ -56,6 +81,8 @@ def setup_with_manager(
     )
     ctrl.watch(settings, _namespace_of_singleton, Predicate(update=_settings_changed))
     ctrl.watch(role_bindings, _namespace_key)
+    for informer in named.values():
+        ctrl.watch(informer, _namespace_key)
     mgr.add_runnable(ctrl)
     return ctrl
 
