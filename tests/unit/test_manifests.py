@@ -163,7 +163,15 @@ def test_images_transformer_targets_the_deployment_image() -> None:
 # --- RBAC ------------------------------------------------------------------------------------
 
 OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
-    ("vteam.ambient-code", "agenticsessions"): {"get", "list", "watch", "update", "patch"},
+    # create: granted to runner Roles (child sessions).
+    ("vteam.ambient-code", "agenticsessions"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+    },
     ("vteam.ambient-code", "agenticsessions/status"): {"get", "update", "patch"},
     ("vteam.ambient-code", "projectsettings"): {
         "get",
@@ -177,8 +185,9 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("", "namespaces"): READ,
     ("batch", "jobs"): READ | {"create", "patch", "delete"},
     ("", "pods"): READ,
+    ("", "configmaps"): READ,
     ("", "services"): READ | {"create", "delete", "patch"},
-    ("", "serviceaccounts"): {"get", "create"},
+    ("", "serviceaccounts"): {"get", "create", "patch"},
     ("", "serviceaccounts/token"): {"create"},
     ("", "secrets"): {"get", "create", "update", "patch"},
     ("", "persistentvolumeclaims"): {"get", "create"},
@@ -187,6 +196,8 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("authorization.k8s.io", "selfsubjectaccessreviews"): {"create"},
+    ("mlflow.kubeflow.org", "experiments"): {"get", "list", "update"},
+    ("networking.k8s.io", "networkpolicies"): {"list", "watch", "create", "update"},
 }
 PROJECT_OBJECT_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     # The ambient-session-trigger objects and the LimitRange of each project namespace.
@@ -452,6 +463,23 @@ def container_env(namespace: str) -> dict[str, str]:
             assert var["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
             env[var["name"]] = namespace
     return env
+
+
+def test_deployment_mounts_the_registry_and_models_where_the_operator_reads_them() -> None:
+    from agentic_operator.sessions.config import SessionConfig
+
+    pod = deployment()["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in deployment_container()["volumeMounts"]}
+    cfg = SessionConfig()
+    for path, config_map in (
+        (cfg.agent_registry_path, "ambient-agent-registry"),
+        (cfg.models_manifest_path, "ambient-models"),
+    ):
+        mount = mounts[path.rsplit("/", 1)[0]]
+        assert mount["readOnly"] is True
+        # Optional: an operator without them runs with the built-in defaults.
+        assert volumes[mount["name"]]["configMap"] == {"name": config_map, "optional": True}
 
 
 def test_deployment_env() -> None:
