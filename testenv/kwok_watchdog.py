@@ -23,6 +23,7 @@ from typing import Any
 RUNNER = "ambient-code-runner"
 OUTCOME_ANNOTATION = "testenv.ambient-code.io/outcome"
 DURATION_ANNOTATION = "testenv.ambient-code.io/duration"
+HYDRATE_ANNOTATION = "testenv.ambient-code.io/hydrate-duration"
 NUDGE_ANNOTATION = "testenv.ambient-code.io/nudge"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -46,6 +47,24 @@ def _runner_env(pod: dict[str, Any], name: str) -> str:
                 if e.get("name") == name and isinstance(e.get("value"), str):
                     return str(e["value"])
     return ""
+
+
+def _init_env(pod: dict[str, Any], name: str) -> str:
+    for c in (pod.get("spec") or {}).get("initContainers") or []:
+        for e in c.get("env") or []:
+            if e.get("name") == name and isinstance(e.get("value"), str):
+                return str(e["value"])
+    return ""
+
+
+def _since(statuses: list[dict[str, Any]], now: datetime) -> float | None:
+    """Seconds since the latest ``state.running.startedAt`` among ``statuses`` (None: none)."""
+    started = None
+    for cs in statuses:
+        at = (cs.get("state") or {}).get("running", {}).get("startedAt")
+        if at:
+            started = datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return None if started is None else (now - started).total_seconds()
 
 
 def outcome_of(pod: dict[str, Any]) -> str:
@@ -83,17 +102,21 @@ def overdue(pod: dict[str, Any], now: datetime) -> str | None:
         and (not waiting or "ContainerCreating" in waiting)
     ):
         return "not started"
-    if phase == "Running" and (outcome == "complete" or outcome.startswith("exit-")):
-        duration = go_duration(
-            (meta.get("annotations") or {}).get(DURATION_ANNOTATION)
-            or _runner_env(pod, "TESTENV_RUNNER_DURATION")
+    annotations = meta.get("annotations") or {}
+    if phase == "Pending" and "PodInitializing" in waiting:
+        hydrate = go_duration(
+            annotations.get(HYDRATE_ANNOTATION) or _init_env(pod, "TESTENV_HYDRATE_DURATION"), 0.1
         )
-        started = None
-        for cs in status.get("containerStatuses") or []:
-            at = (cs.get("state") or {}).get("running", {}).get("startedAt")
-            if at:
-                started = datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        if started is not None and (now - started).total_seconds() > duration:
+        since = _since(status.get("initContainerStatuses") or [], now)
+        if since is not None and since > hydrate:
+            return f"init containers due after {hydrate:g}s"
+    ends = outcome in ("complete", "oom") or outcome.startswith("exit-")
+    if phase == "Running" and ends:
+        duration = go_duration(
+            annotations.get(DURATION_ANNOTATION) or _runner_env(pod, "TESTENV_RUNNER_DURATION")
+        )
+        since = _since(status.get("containerStatuses") or [], now)
+        if since is not None and since > duration:
             return f"{outcome} due after {duration:g}s"
     return None
 

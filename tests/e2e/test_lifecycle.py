@@ -66,8 +66,13 @@ def test_session_completes_and_cleans_up(
     env = {e["name"]: e for e in runner["env"]}
     assert env["AGENTIC_SESSION_NAME"]["value"] == "ok"
     assert env["IS_RESUME"]["value"] == "false"
-    ref = env["BOT_TOKEN"]["valueFrom"]["secretKeyRef"]
-    assert (ref["name"], ref["key"]) == ("ambient-runner-token-ok", "k8s-token")
+    # The runner's API token is a file of the token Secret (refreshed in place), its AG-UI token
+    # a reference to the same Secret; neither is a plain value.
+    assert "BOT_TOKEN" not in env
+    ref = env["AGUI_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("ambient-runner-token-ok", "agui-token")
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    assert volumes["runner-token"]["secret"]["secretName"] == "ambient-runner-token-ok"
 
     wait_phase(deployed, namespace, "ok", "Running", "Completed")
     done = wait_phase(deployed, namespace, "ok", "Completed")
@@ -247,7 +252,7 @@ def test_restart_starts_a_new_run_with_a_new_job(
         e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["IS_RESUME"] == "true"
-    assert env["INTERACTIVE"] == "true"  # forced when run 1 ended
+    assert "INTERACTIVE" not in env  # today's runner does not read it
     second = wait_phase(deployed, namespace, "again", "Completed")
     assert second["status"]["run"] == 2
     assert second["status"]["startTime"] >= first["status"]["completionTime"]
@@ -311,18 +316,20 @@ def test_invalid_spec_fails_with_a_reason_naming_the_field(
     assert operator.alive
 
 
-def test_user_env_cannot_clobber_the_bot_token(
+def test_user_env_cannot_clobber_the_session_token(
     deployed: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     runner_secret(deployed, namespace)
     create(
         deployed,
-        session("env", namespace, outcome="run-forever", env={"BOT_TOKEN": "stolen", "EXTRA": "1"}),
+        session(
+            "env", namespace, outcome="run-forever", env={"AGUI_TOKEN": "stolen", "EXTRA": "1"}
+        ),
     )
     job = wait_for("Job", lambda: get_json(deployed, "job", "env-job", "-n", namespace))
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert "valueFrom" in env["BOT_TOKEN"]
-    assert "value" not in env["BOT_TOKEN"]
+    assert "valueFrom" in env["AGUI_TOKEN"]
+    assert "value" not in env["AGUI_TOKEN"]
     assert env["EXTRA"]["value"] == "1"
     wait_for(
         "warning event about the ignored override",

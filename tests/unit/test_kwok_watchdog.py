@@ -46,6 +46,17 @@ def pod(
     }
 
 
+def hydrating(duration: str | None = None, outcome: str | None = None) -> dict[str, Any]:
+    """A runner pod whose init-hydrate has been running since ``started``."""
+    p = pod(phase="Pending", waiting="PodInitializing", outcome=outcome)
+    env = [{"name": "TESTENV_HYDRATE_DURATION", "value": duration}] if duration else []
+    p["spec"]["initContainers"] = [{"name": "init-hydrate", "env": env}]
+    p["status"]["initContainerStatuses"] = [
+        {"name": "init-hydrate", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
+    ]
+    return p
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("1s", 1.0), ("500ms", 0.5), ("1m30s", 90.0), ("2h", 7200.0), ("", 1.0), ("abc", 1.0)],
@@ -78,6 +89,10 @@ def test_outcome_follows_the_stage_precedence(p: dict[str, Any], expected: str) 
         (pod(phase="Pending", waiting="ImagePullBackOff", outcome="image-pull-error"), False),
         (pod(phase="Succeeded"), False),
         (pod(phase="Succeeded", deleting=True), True),
+        (pod(outcome="oom", duration="1s"), True),
+        (hydrating(), True),  # hydrating for 60 s with the default 100 ms
+        (hydrating("5m"), False),
+        (hydrating("1s", outcome="init-fail"), True),
     ],
 )
 def test_overdue(p: dict[str, Any], is_overdue: bool) -> None:
