@@ -36,6 +36,7 @@ from tests.e2e.helpers import (
 pytestmark = pytest.mark.cluster
 
 StartOperator = Callable[..., OperatorProcess]
+WF = "https://example.com/org/wf.git"  # the schema admits only cloneable URL forms
 
 
 @pytest.fixture
@@ -596,11 +597,11 @@ def test_spec_changes_of_a_running_session_reach_its_runner(
             return result
 
         # Added repo and a workflow: only the difference goes to the runner.
-        patch_spec({"repos": [{"url": a}, {"url": b}], "activeWorkflow": {"gitUrl": "wf"}})
+        patch_spec({"repos": [{"url": a}, {"url": b}], "activeWorkflow": {"gitUrl": WF}})
         done = applied("SpecApplied")
         assert runner.calls == [
             (f"{base}/repos/add", {"url": b, "branch": "main", "name": "b"}),
-            (f"{base}/workflow", {"gitUrl": "wf", "branch": "main", "path": ""}),
+            (f"{base}/workflow", {"gitUrl": WF, "branch": "main", "path": ""}),
         ]
         repos = done["status"]["reconciledRepos"]
         assert [(r["url"], r["status"]) for r in repos] == [(a, "Ready"), (b, "Ready")]
@@ -616,7 +617,7 @@ def test_spec_changes_of_a_running_session_reach_its_runner(
         # The runner refuses a workflow change: the session says so and does not claim it.
         runner.calls.clear()
         runner.status = 500
-        patch_spec({"activeWorkflow": {"gitUrl": "wf", "branch": "dev"}})
+        patch_spec({"activeWorkflow": {"gitUrl": WF, "branch": "dev"}})
         refused = wait_for(
             "WorkflowReconciled False",
             lambda: (
@@ -633,12 +634,12 @@ def test_spec_changes_of_a_running_session_reach_its_runner(
 
         # Once it takes it, the next change goes through.
         runner.status = 200
-        patch_spec({"activeWorkflow": {"gitUrl": "wf", "branch": "dev", "path": "flows"}})
+        patch_spec({"activeWorkflow": {"gitUrl": WF, "branch": "dev", "path": "flows"}})
         done = applied("SpecApplied")
         assert done["status"]["reconciledWorkflow"]["path"] == "flows"
         assert runner.calls[-1] == (
             f"{base}/workflow",
-            {"gitUrl": "wf", "branch": "dev", "path": "flows"},
+            {"gitUrl": WF, "branch": "dev", "path": "flows"},
         )
     finally:
         runner.close()

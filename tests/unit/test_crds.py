@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from agentic_operator.kube.resources import AGENTIC_SESSIONS, PROJECT_SETTINGS
-from agentic_operator.sessions import model
+from agentic_operator.sessions import bounds, model, validation
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 
@@ -127,11 +128,10 @@ def test_session_spec_fields(sessions_crd: dict[str, Any]) -> None:
     }
     repo = spec["repos"]["items"]
     assert repo["required"] == ["url"]
-    assert repo["properties"]["url"] == {
-        "type": "string",
-        "minLength": 1,
-        "description": "Git repository URL.",
-    }
+    assert (repo["properties"]["url"]["type"], repo["properties"]["url"]["minLength"]) == (
+        "string",
+        1,
+    )
     assert repo["properties"]["branch"]["default"] == "main"
     assert repo["properties"]["autoPush"] == {
         "type": "boolean",
@@ -241,8 +241,10 @@ def test_project_settings(settings_crd: dict[str, Any]) -> None:
     assert status["groupBindingsCreated"] == {
         "type": "integer",
         "minimum": 0,
+        "maximum": bounds.MAX_INT32,
         "description": "Number of group RoleBindings in place after the last reconcile.",
     }
+    assert idle["maximum"] == bounds.MAX_SECONDS
     assert status["conditions"]["type"] == "array"
 
 
@@ -252,3 +254,95 @@ def test_kustomization_lists_both() -> None:
     assert sorted(kust["resources"]) == ["agenticsessions.yaml", "projectsettings.yaml"]
     for res in kust["resources"]:
         assert (CRD_DIR / res).is_file()
+
+
+# --- bounds: what the API server refuses at admission, and validation.py refuses for old objects
+
+
+@pytest.mark.parametrize("file", ["agenticsessions.yaml", "projectsettings.yaml"])
+def test_every_numeric_field_has_a_maximum(file: str) -> None:
+    """A number without a maximum is how ``spec.timeout: 10000000000`` got in; an int64 (format)
+    is bounded by its type (metadata.generation and what is copied from it)."""
+    for path, node in walk(schema(load(file))):
+        numeric = node.get("type") in ("integer", "number") or node.get(
+            "x-kubernetes-int-or-string"
+        )
+        if numeric:
+            assert "maximum" in node or node.get("format") == "int64", path
+
+
+SESSION_BOUNDS = [
+    (".spec.timeout", 1, bounds.MAX_SECONDS),
+    (".spec.inactivityTimeout", 0, bounds.MAX_SECONDS),
+    (".spec.llmSettings.maxTokens", 1, bounds.MAX_TOKENS),
+    (".spec.llmSettings.temperature", 0, bounds.MAX_TEMPERATURE),
+    (".spec.mainRepoIndex", 0, bounds.MAX_MAIN_REPO_INDEX),
+    (".status.run", 1, bounds.MAX_RUN),
+    (".status.sdkRestartCount", 0, bounds.MAX_RUN),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "low", "high"), SESSION_BOUNDS, ids=[b[0] for b in SESSION_BOUNDS]
+)
+def test_session_bounds_are_the_operators(
+    sessions_crd: dict[str, Any], path: str, low: float, high: float
+) -> None:
+    node = dict(walk(schema(sessions_crd)))[path]
+    assert (node["minimum"], node["maximum"]) == (low, high)
+
+
+def test_limits_fit_the_token_request_api() -> None:
+    """The longest duration a session may give, plus the default pending timeout and the margin,
+    is still a lifetime the TokenRequest API accepts (600 .. 2^32 s); anything else is capped."""
+    assert bounds.MAX_SECONDS + 600 + bounds.TOKEN_RUN_MARGIN <= bounds.TOKEN_MAX_EXPIRATION
+    assert bounds.token_expiration(10**10) == 2**32
+    assert bounds.token_expiration(1) == 600
+    assert bounds.max_session_duration(600) + 600 + bounds.TOKEN_RUN_MARGIN == 2**32
+
+
+def test_repo_list_and_url_bounds(sessions_crd: dict[str, Any]) -> None:
+    nodes = dict(walk(schema(sessions_crd)))
+    assert nodes[".spec.repos"]["maxItems"] == bounds.MAX_REPOS
+    url, git_url = nodes[".spec.repos[].url"], nodes[".spec.activeWorkflow.gitUrl"]
+    assert (url["pattern"], url["maxLength"]) == (
+        validation.REPO_URL_PATTERN,
+        bounds.MAX_URL_LENGTH,
+    )
+    assert (git_url["pattern"], git_url["maxLength"]) == (
+        validation.WORKFLOW_URL_PATTERN,
+        bounds.MAX_URL_LENGTH,
+    )
+    assert nodes[".spec.mainRepoIndex"]["pattern"] == "^[0-9]{1,2}$"
+
+
+URLS = [
+    "https://github.com/o/r.git",
+    "http://git.example:8080/r",
+    "ssh://git@git.example:22/o/r.git",
+    "git@github.com:o/r.git",
+    "https://[::1]/r",
+    "file:///etc/passwd",
+    "not a url ://",
+    "/tmp/x",
+    "https://",
+    "https://ex ample.com/r",
+    "ext::sh -c touch% /tmp/pwned",
+    "-uhttps://x",
+    "https://host",
+    "git@host:",
+    "HTTPS://h/r",
+    "https://user:pw@h/r",
+    "https://h:99999/r",
+    "ssh://-oProxyCommand=x/r",
+]
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_url_pattern_never_refuses_what_validation_accepts(url: str) -> None:
+    """The schema's pattern is the coarse half of ``url_problem``: whatever validation accepts
+    passes the pattern, so a valid spec is never refused at admission; the hostile ones the
+    pattern lets through (a port out of range, credentials, a dash host) fail validation."""
+    accepted = validation.url_problem(url) is None
+    assert re.fullmatch(validation.REPO_URL_PATTERN, url) or not accepted
+    assert re.fullmatch(validation.WORKFLOW_URL_PATTERN, url) or not accepted

@@ -20,6 +20,7 @@ from agentic_operator.envparse import (
     parse_positive_seconds,
     parse_seconds_or_zero,
 )
+from agentic_operator.sessions import bounds
 
 DEFAULT_RUNNER_IMAGE: Final = "quay.io/ambient_code/vteam_claude_runner:latest"
 DEFAULT_STATE_SYNC_IMAGE: Final = "quay.io/ambient_code/vteam_state_sync:latest"
@@ -155,11 +156,13 @@ class SessionConfig:
             image_pull_policy=_pull_policy(env),
             operator_namespace=namespace,
             backend_namespace=_str(env, "BACKEND_NAMESPACE", namespace),
-            default_inactivity_timeout=from_env(
-                env, "DEFAULT_INACTIVITY_TIMEOUT", parse_seconds_or_zero, 86400
+            default_inactivity_timeout=_at_most(
+                from_env(env, "DEFAULT_INACTIVITY_TIMEOUT", parse_seconds_or_zero, 86400),
+                "DEFAULT_INACTIVITY_TIMEOUT",
+                bounds.MAX_SECONDS,
             ),
-            max_session_duration=from_env(env, "MAX_SESSION_DURATION", parse_seconds_or_zero, 0),
-            pending_timeout=_seconds(env, "PENDING_TIMEOUT", 600),
+            max_session_duration=_max_session_duration(env),
+            pending_timeout=_pending_timeout(env),
             token_refresh_interval=_token_refresh_interval(env),
             use_vertex=use_vertex,
             cloud_ml_region=vertex["CLOUD_ML_REGION"],
@@ -201,6 +204,28 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
     return from_env(env, name, parse_positive_seconds, default)
+
+
+def _at_most(value: int, name: str, limit: int, why: str = "") -> int:
+    if value > limit:
+        raise ValueError(f"{name}: at most {limit}{why}, got {value}")
+    return value
+
+
+def _pending_timeout(env: Mapping[str, str]) -> int:
+    return _at_most(_seconds(env, "PENDING_TIMEOUT", 600), "PENDING_TIMEOUT", bounds.MAX_SECONDS)
+
+
+def _max_session_duration(env: Mapping[str, str]) -> int:
+    """The runner token must outlive the longest run plus ``PENDING_TIMEOUT`` and a margin, and
+    a TokenRequest may ask for at most 2^32 s: a longer ceiling could not be honoured."""
+    value = from_env(env, "MAX_SESSION_DURATION", parse_seconds_or_zero, 0)
+    limit = bounds.max_session_duration(_pending_timeout(env))
+    why = (
+        " (plus PENDING_TIMEOUT and 600 s it is the runner token's lifetime, and a TokenRequest"
+        " may ask for at most 2^32 s)"
+    )
+    return _at_most(value, "MAX_SESSION_DURATION", limit, why)
 
 
 def _vertex_settings(env: Mapping[str, str], use_vertex: bool) -> dict[str, str]:

@@ -17,13 +17,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions.bounds import MAX_SECONDS
 from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.status import parse_time
 
 
 def _seconds(value: object) -> int | None:
+    """A usable limit, at most :data:`MAX_SECONDS` (68 years, as good as never): a larger one,
+    stored before the schema bounded it, would make a wake-up time the event loop cannot hold."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+        return min(value, MAX_SECONDS)
     return None
 
 

@@ -13,7 +13,7 @@ import base64
 from collections.abc import Callable
 
 from agentic_operator.kube.resources import JOBS, PERSISTENT_VOLUME_CLAIMS, SECRETS, SERVICES, Obj
-from agentic_operator.sessions import builders, model, objects
+from agentic_operator.sessions import bounds, builders, model, objects
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.plan import (
@@ -123,7 +123,9 @@ def token_lifetime(obs: Observation) -> int:
     ceiling runs have no deadline, and the token lives :data:`UNBOUNDED_RUN_TOKEN` seconds (a run
     that stays active longer loses its access to the API; a restart mints a new token)."""
     bound = obs.cfg.max_session_duration or UNBOUNDED_RUN_TOKEN
-    return max(obs.cfg.token_lifetime, bound + obs.cfg.pending_timeout + 600)
+    wanted = max(obs.cfg.token_lifetime, bound + obs.cfg.pending_timeout + bounds.TOKEN_RUN_MARGIN)
+    # Never more than the TokenRequest API accepts (2^32 s), whatever the settings add up to.
+    return bounds.token_expiration(wanted)
 
 
 def token_action(obs: Observation) -> ProvisionToken | None:

@@ -11,8 +11,10 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from agentic_operator.kube.resources import Obj
+from agentic_operator.sessions import bounds
 from agentic_operator.sessions.model import service_name
 
 MAX_SESSION_NAME: Final = 63 - len(service_name(""))
@@ -21,7 +23,23 @@ MAX_SESSION_NAME: Final = 63 - len(service_name(""))
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MAX_TEMPERATURE: Final = 2.0
+MAX_TEMPERATURE: Final = bounds.MAX_TEMPERATURE
+
+URL_SCHEMES: Final = ("https", "http", "ssh")
+"""Schemes a repository or workflow URL may have; the only other form is scp-like
+``user@host:path``. Anything else (``file://``, a local path, git's ``ext::`` transport, an
+argument such as ``-u...``) would let a session's author make the runner read local files or run
+commands."""
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*@([A-Za-z0-9][A-Za-z0-9.-]*):(.+)$")
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$")
+_URL_FORMS = (
+    r"(https?|ssh)://[^\s/?#]+/\S+|[A-Za-z0-9._][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:\S+"
+)
+REPO_URL_PATTERN: Final = f"^({_URL_FORMS})$"
+"""The CRD's ``pattern`` for ``repos[].url``: the forms above, with a host, without whitespace.
+The rest of :func:`url_problem` (ports, credentials, host syntax) is checked here only."""
+WORKFLOW_URL_PATTERN: Final = f"^({_URL_FORMS})?$"
+"""The same for ``activeWorkflow.gitUrl``, which may also be empty (no workflow)."""
 
 
 @dataclass(frozen=True)
@@ -53,20 +71,21 @@ def validate_session(session: Obj) -> list[FieldError]:
         if key in spec and not isinstance(spec[key], str):
             errors.append(FieldError(f"spec.{key}", "must be a string"))
 
-    if "timeout" in spec:
-        t = spec["timeout"]
-        if not _is_int(t) or t < 1:
-            errors.append(
-                FieldError(
-                    "spec.timeout", f"must be a positive integer number of seconds, got {t!r}"
-                )
-            )
-
+    _check_int(spec, "timeout", "spec.timeout", 1, bounds.MAX_SECONDS, errors)
+    _check_int(spec, "inactivityTimeout", "spec.inactivityTimeout", 0, bounds.MAX_SECONDS, errors)
     _check_repos(spec, errors)
     _check_main_repo_index(spec, errors)
     _check_llm(spec.get("llmSettings"), errors)
     _check_env(spec.get("environmentVariables"), errors)
     _check_string_fields(spec, "activeWorkflow", ("gitUrl", "branch", "path"), errors)
+    workflow = spec.get("activeWorkflow")
+    # An empty gitUrl means no workflow (as the runner and the live spec push read it).
+    if (
+        isinstance(workflow, dict)
+        and isinstance(workflow.get("gitUrl"), str)
+        and workflow["gitUrl"]
+    ):
+        _check_url(workflow["gitUrl"], "spec.activeWorkflow.gitUrl", errors)
     _check_string_fields(spec, "userContext", ("userId", "displayName"), errors)
     return errors
 
@@ -101,6 +120,8 @@ def _check_repos(spec: Obj, errors: list[FieldError]) -> None:
     if not isinstance(repos, list):
         errors.append(FieldError("spec.repos", "must be a list"))
         return
+    if len(repos) > bounds.MAX_REPOS:
+        errors.append(FieldError("spec.repos", f"must have at most {bounds.MAX_REPOS} entries"))
     for i, repo in enumerate(repos):
         path = f"spec.repos[{i}]"
         if not isinstance(repo, dict):
@@ -109,6 +130,8 @@ def _check_repos(spec: Obj, errors: list[FieldError]) -> None:
         url = repo.get("url")
         if not isinstance(url, str) or not url.strip():
             errors.append(FieldError(f"{path}.url", "is required and must be a non-empty string"))
+        else:
+            _check_url(url, f"{path}.url", errors)
         if "branch" in repo and not isinstance(repo["branch"], str):
             errors.append(FieldError(f"{path}.branch", "must be a string"))
 
@@ -119,8 +142,13 @@ def _check_main_repo_index(spec: Obj, errors: list[FieldError]) -> None:
     idx = spec["mainRepoIndex"]
     if isinstance(idx, str) and idx.isdigit():
         idx = int(idx)
-    if not _is_int(idx) or idx < 0:
-        errors.append(FieldError("spec.mainRepoIndex", "must be a non-negative integer"))
+    if not _is_int(idx) or not 0 <= idx <= bounds.MAX_MAIN_REPO_INDEX:
+        errors.append(
+            FieldError(
+                "spec.mainRepoIndex",
+                f"must be an integer between 0 and {bounds.MAX_MAIN_REPO_INDEX}",
+            )
+        )
         return
     repos = spec.get("repos")
     if isinstance(repos, list) and idx >= len(repos):
@@ -143,10 +171,7 @@ def _check_llm(llm: Any, errors: list[FieldError]) -> None:
             errors.append(FieldError("spec.llmSettings.temperature", "must be a number"))
         elif not 0 <= t <= MAX_TEMPERATURE:
             errors.append(FieldError("spec.llmSettings.temperature", "must be between 0 and 2"))
-    if "maxTokens" in llm:
-        m = llm["maxTokens"]
-        if not _is_int(m) or m < 1:
-            errors.append(FieldError("spec.llmSettings.maxTokens", "must be a positive integer"))
+    _check_int(llm, "maxTokens", "spec.llmSettings.maxTokens", 1, bounds.MAX_TOKENS, errors)
 
 
 def _check_env(env: Any, errors: list[FieldError]) -> None:
@@ -179,6 +204,59 @@ def _check_string_fields(
     for sub in subkeys:
         if sub in obj and not isinstance(obj[sub], str):
             errors.append(FieldError(f"spec.{key}.{sub}", "must be a string"))
+
+
+def _check_int(
+    obj: Obj, key: str, path: str, low: int, high: int, errors: list[FieldError]
+) -> None:
+    """``obj[key]``, when present, is an integer in ``low..high``."""
+    if key not in obj:
+        return
+    value = obj[key]
+    if not _is_int(value) or not low <= value <= high:
+        errors.append(FieldError(path, f"must be an integer between {low} and {high}"))
+
+
+def _check_url(url: str, path: str, errors: list[FieldError]) -> None:
+    problem = url_problem(url)
+    if problem is not None:
+        errors.append(FieldError(path, problem))
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not a repository URL the runner may clone (None when it is one): it must be
+    ``https://``, ``http://`` or ``ssh://`` with a host and a path, or scp-like
+    ``user@host:path``; no whitespace or control characters, no credentials (a password, or any
+    user of an http(s) URL: they come from the integration secrets, and the URL is visible in the
+    Job and its logs), at most :data:`bounds.MAX_URL_LENGTH` characters."""
+    if len(url) > bounds.MAX_URL_LENGTH:
+        return f"must be at most {bounds.MAX_URL_LENGTH} characters"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "must not contain whitespace or control characters"
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        scp = _SCP_LIKE.match(url)
+        if scp is None or scp.group(2).startswith("-"):
+            return "must be an https://, http:// or ssh:// URL, or user@host:path"
+        return None
+    if scheme not in URL_SCHEMES:
+        return f"scheme {scheme!r} is not allowed (https, http or ssh)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    hostport = parts.netloc.rpartition("@")[2]
+    host = (
+        hostport.partition("]")[0] + "]" if hostport.startswith("[") else hostport.partition(":")[0]
+    )
+    if not host or not _HOST.match(host):
+        return "must name a host"
+    if parts.password is not None or (scheme != "ssh" and "@" in parts.netloc):
+        return "must not contain credentials (they come from the integration secrets)"
+    if parts.path in ("", "/"):
+        return "must name a repository path"
+    return None
 
 
 def _is_int(v: Any) -> bool:
