@@ -32,6 +32,7 @@ from agentic_operator.sessions.endings import (
     own_job,
     pending_remaining,
     pending_timeout,
+    record_failures,
     remove_stale_job,
     run_number,
     spec_generation,
@@ -135,6 +136,7 @@ def runner_secret_missing(obs: Observation, row: str) -> Plan:
     st.condition(
         model.COND_SECRETS_READY, model.COND_FALSE, model.REASON_RUNNER_SECRET_MISSING, message
     )
+    st.condition(model.COND_READY, model.COND_FALSE, model.REASON_RUNNER_SECRET_MISSING, message)
     # Said once, when the condition is first written, not on every retry.
     said = (
         Count(m.SESSION_ERRORS, (obs.namespace, Phase.PENDING, "secret_missing")),
@@ -146,10 +148,11 @@ def runner_secret_missing(obs: Observation, row: str) -> Plan:
 
 def start_run(obs: Observation, row: str) -> Plan:
     """Children first (shared secrets, identity and token, Service, PVC, OAuth placeholder), then
-    the Job, whose create is the duplicate fence, then Creating."""
-    steps = Steps().add(*start.children(obs))
+    the Job, whose create is the duplicate fence, then Creating. A step the API server refuses
+    is recorded on the session (``endings.record_failures``) before it is retried."""
+    steps = Steps().add(*record_failures(obs, start.children(obs)))
     job, skipped = start.job(obs, on_error=lambda msg: job_create_failed(obs, msg))
-    steps.add(netpol.ensure(obs, job.body), job)
+    steps.add(*record_failures(obs, [netpol.ensure(obs, job.body)]), job)
     effects: tuple[Effect, ...] = ()
     if skipped:
         effects = (

@@ -4,9 +4,11 @@ its transition effects, and the readings of an observation (run, generation, tim
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Literal
 
-from agentic_operator.kube.resources import JOBS, SERVICES, Obj
+from agentic_operator.kube.resources import JOBS, SECRETS, SERVICES, Obj
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions import model
 from agentic_operator.sessions.model import Phase
@@ -14,11 +16,15 @@ from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.plan import (
     Action,
     Count,
+    Create,
     Delete,
     Effect,
+    EnsureIdentity,
     Event,
     PatchSession,
     Plan,
+    ProvisionToken,
+    Replace,
     StatusEdit,
     Steps,
     WriteStatus,
@@ -30,6 +36,15 @@ STALE_JOB_RETRY = 1.0
 BLOCKED_RETRY = 5.0
 """Retry interval while something outside the operator blocks a run (a missing runner secret, a
 Job of that name that is not ours), until the pending timeout fails the run."""
+START_FAILURES = frozenset(
+    {
+        model.REASON_CREATE_FAILED,
+        model.REASON_JOB_CREATION_FAILED,
+        model.REASON_TOKEN_PROVISION_FAILED,
+        model.REASON_RUNNER_SECRET_MISSING,
+    }
+)
+"""Ready reasons of a run whose start failed (the last failure, until the run is Creating)."""
 
 
 def new_run(obs: Observation, reason: str, message: str) -> StatusEdit:
@@ -84,11 +99,85 @@ def finish(
 
 
 def pending_timeout(obs: Observation, row: str) -> Plan:
-    message = (
-        f"runner did not start within {obs.cfg.pending_timeout}s "
-        "(see the SecretsReady and JobCreated conditions)"
-    )
+    """Failed ``PendingTimeout``, naming what last kept the run from starting."""
+    message = f"runner did not start within {obs.cfg.pending_timeout}s"
+    last = last_start_failure(obs.status)
+    message += f"; last failure: {last}" if last else "; no step of its start failed"
     return finish(obs, row, Phase.FAILED, model.REASON_PENDING_TIMEOUT, message, "timeout")
+
+
+def last_start_failure(status: Obj) -> str:
+    """``reason: message`` of the last failure recorded for the run's start ("" when none): the
+    Ready condition while Pending (every failed step of a start writes it, the move to Creating
+    clears it), else a pod the scheduler could not place."""
+    conditions = {c.get("type"): c for c in status.get("conditions") or () if isinstance(c, dict)}
+    ready = conditions.get(model.COND_READY) or {}
+    if ready.get("status") == model.COND_FALSE and ready.get("reason") in START_FAILURES:
+        return f"{ready['reason']}: {ready.get('message') or ''}".rstrip(": ")
+    scheduled = conditions.get(model.COND_POD_SCHEDULED) or {}
+    if scheduled.get("status") == model.COND_FALSE:
+        return f"{scheduled.get('reason') or 'Unschedulable'}: {scheduled.get('message') or ''}"
+    return ""
+
+
+def start_failed(
+    obs: Observation,
+    reason: str,
+    message: str,
+    *,
+    condition: str | None = None,
+    said: bool = True,
+) -> Plan:
+    """What a refused step of a run start leaves on the session before its error is retried:
+    Ready=False (and ``condition``) with ``reason`` and the API server's message, so the session
+    tells what blocks it and the pending timeout can name it; with ``said``, a Warning Event and
+    the error counter (``create_failed``, ``token_provision`` for the runner's identity)."""
+    st = StatusEdit(obs.session, obs.now)
+    if condition is not None:
+        st.condition(condition, model.COND_FALSE, reason, message)
+    st.condition(model.COND_READY, model.COND_FALSE, reason, message)
+    error = "token_provision" if reason == model.REASON_TOKEN_PROVISION_FAILED else "create_failed"
+    effects: tuple[Effect, ...] = ()
+    if said:
+        effects = (
+            Count(m.SESSION_ERRORS, (obs.namespace, Phase.PENDING, error)),
+            Event("Warning", reason, message),
+        )
+    return Steps().add(write_status(obs, st)).plan("P9!", effects=effects)
+
+
+StartStep = Create | Replace | EnsureIdentity | ProvisionToken
+
+
+def record_failures(obs: Observation, actions: Iterable[Action | None]) -> list[Action | None]:
+    """The steps of a run start, each of which records its refusal on the session
+    (:func:`start_failed`). A step's own failure plan is kept: when it writes no status (only
+    Events and counters), the condition write is put in front of it."""
+    return [_recorded(obs, a) if isinstance(a, StartStep) else a for a in actions]
+
+
+def _recorded(obs: Observation, step: StartStep) -> StartStep:
+    reason: str = model.REASON_TOKEN_PROVISION_FAILED
+    condition: str | None = model.COND_SECRETS_READY
+    what = "runner token" if isinstance(step, ProvisionToken) else "runner identity"
+    if isinstance(step, Create | Replace):
+        meta = step.body.get("metadata") or {}
+        what = f"{step.body.get('kind') or step.resource.kind} {meta.get('name')}"
+        reason = model.REASON_CREATE_FAILED
+        condition = model.COND_SECRETS_READY if step.resource == SECRETS else None
+    own = step.on_error
+
+    def on_error(message: str) -> Plan:
+        text = f"{what}: {message}"
+        if own is None:
+            return start_failed(obs, reason, text, condition=condition)
+        plan = own(message)
+        if plan.status_writes:
+            return plan
+        recorded = start_failed(obs, reason, text, condition=condition, said=False)
+        return replace(plan, actions=(*recorded.actions, *plan.actions))
+
+    return replace(step, on_error=on_error)
 
 
 def cleanup(obs: Observation) -> list[Action]:
@@ -113,6 +202,7 @@ def job_not_ours(obs: Observation, row: str, job: Obj) -> Plan:
     st.condition(
         model.COND_JOB_CREATED, model.COND_FALSE, model.REASON_JOB_CREATION_FAILED, message
     )
+    st.condition(model.COND_READY, model.COND_FALSE, model.REASON_JOB_CREATION_FAILED, message)
     said = Event("Warning", model.REASON_JOB_CREATION_FAILED, message)
     return Steps().add(write_status(obs, st, said)).plan(row, requeue_after=BLOCKED_RETRY)
 
