@@ -4,8 +4,10 @@ A raw watch on AgenticSessions (no resourceVersion, so every (re)connect replays
 ADDED, like the operator this project replaces) calls the session reconcile inline, one event at a
 time, after a 100 ms pause. A monitor tick every 5 s re-runs the reconcile for every session that
 is not in a terminal phase, standing in for Job/pod-triggered reconciles. There is no
-de-duplication, no backoff and no concurrency: errors are logged and the loop goes on. Use it to
-step through one session's reconciles in order; use the default mode for anything else.
+de-duplication, no backoff and no concurrency: errors are logged and the loop goes on (an error
+of the API client as one WARNING line with the retry, at the latest the next monitor tick; any
+other exception with its traceback). Use it to step through one session's reconciles in order;
+use the default mode for anything else.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol
 
 from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.client import ApiClient
+from agentic_operator.kube.errors import KubeError
 from agentic_operator.kube.resources import AGENTIC_SESSIONS, Obj, object_key
 from agentic_operator.logs import reconcile_context
 from agentic_operator.runtime.controller import Result
@@ -77,8 +80,17 @@ class LegacyWatchLoop:
             with reconcile_context("legacy-watch", key):
                 try:
                     await self.reconcile(key)
+                except KubeError as exc:
+                    log.warning(
+                        "reconcile of %s failed (%s), retrying within %.3gs: %s",
+                        key,
+                        type(exc).__name__,
+                        MONITOR_INTERVAL,
+                        exc,
+                        extra={"reason": type(exc).__name__, "retry_in": MONITOR_INTERVAL},
+                    )
                 except Exception:
-                    log.exception("legacy reconcile failed")
+                    log.exception("legacy reconcile of %s failed", key)
 
     async def _watch_loop(self) -> None:
         while True:
@@ -97,8 +109,18 @@ class LegacyWatchLoop:
                     await self._run_one(object_key(obj))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.warning("session watch failed: %s; retrying", exc)
+            except KubeError as exc:
+                log.warning(
+                    "session watch failed (%s: %s); retrying in %.3gs",
+                    type(exc).__name__,
+                    exc,
+                    RETRY_AFTER_ERROR,
+                    extra={"reason": type(exc).__name__, "retry_in": RETRY_AFTER_ERROR},
+                )
+                await self.clock.sleep(RETRY_AFTER_ERROR)
+                continue
+            except Exception:
+                log.exception("session watch failed; retrying in %.3gs", RETRY_AFTER_ERROR)
                 await self.clock.sleep(RETRY_AFTER_ERROR)
                 continue
             await self.clock.sleep(RETRY_AFTER_CLOSE)

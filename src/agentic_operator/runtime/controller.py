@@ -14,12 +14,15 @@ raises any other ``Exception``  ``add_rate_limited`` (per-key backoff)     ``err
 ``Result()`` or ``None``        ``forget``                                 ``success``
 ==============================  =========================================  ===================
 
-A worker never dies of a reconcile's exception: it is counted and the key is retried. An error of
-the API client (an answer of the API server, or a transport failure) is expected and logged as one
-WARNING line with the next retry's delay; any other exception is a bug and is logged with its
-traceback. Every line logged during a reconcile carries the controller, the key and a reconcile
-id (:func:`agentic_operator.logs.reconcile_context`). Every key handed out is marked ``done``
-whatever happens, so the queue's per-key exclusivity always ends.
+A worker never dies of a reconcile's exception: it is counted (also by reason,
+:func:`error_reason`) and the key is retried. An error of the API client (an answer of the API
+server such as a 409, 429, 5xx or a 403 while a restarted server's authorizer warms up, or a
+transport failure such as a refused connection) is expected: it is logged as one WARNING line
+with the key, the reason and the next retry's delay, without a traceback. Any other exception is
+a bug and is logged with its traceback. Every line logged during a reconcile carries the
+controller, the key and a reconcile id (:func:`agentic_operator.logs.reconcile_context`). Every
+key handed out is marked ``done`` whatever happens, so the queue's per-key exclusivity always
+ends.
 
 Event wiring is kept free of any informer: :meth:`Controller.watch` takes any *source* with
 ``add_handler(on_add, on_update, on_delete)``, a *mapper* from an object to keys and an optional
@@ -78,6 +81,19 @@ PANIC_TYPES: tuple[type[BaseException], ...] = (
 )
 
 
+UNEXPECTED = "Unexpected"
+"""The reason of an exception that is neither the API client's nor a :class:`TerminalError`."""
+
+
+def error_reason(exc: BaseException) -> str:
+    """What failed, as a bounded label: the class of an API client error (``Conflict``,
+    ``Forbidden``, ``ServerError``, ``TooManyRequests``, ``TransportError``, ...),
+    ``TerminalError``, or :data:`UNEXPECTED`."""
+    if isinstance(exc, KubeError | TerminalError):
+        return type(exc).__name__
+    return UNEXPECTED
+
+
 class EventSource(Protocol):
     """Anything that calls back on object events: an informer, or a fake in tests."""
 
@@ -99,17 +115,19 @@ class _ControllerMetrics:
         # Every result series exists (at 0) from the start, so rates and alerts work at once.
         self.total = {r: m.RECONCILE_TOTAL.labels(name, r) for r in m.RECONCILE_RESULTS}
         self.errors = m.RECONCILE_ERRORS.labels(name)
+        self.name = name
         self.terminal = m.TERMINAL_RECONCILE_ERRORS.labels(name)
         self.panics = m.RECONCILE_PANICS.labels(name)
         self.time = m.RECONCILE_TIME.labels(name)
         self.active = m.ACTIVE_WORKERS.labels(name)
         m.MAX_CONCURRENT_RECONCILES.labels(name).set(max_concurrent_reconciles)
 
-    def error(self, *, panic: bool) -> None:
+    def error(self, reason: str, *, panic: bool) -> None:
         if panic:
             self.panics.inc()
         self.errors.inc()
         self.total["error"].inc()
+        m.RECONCILE_ERRORS_BY_REASON.labels(self.name, reason).inc()
 
 
 class Controller:
@@ -270,23 +288,13 @@ class Controller:
             self._log.exception("controller %s: terminal error reconciling %s", self.name, key)
             if cm is not None:
                 cm.terminal.inc()
-                cm.error(panic=False)
+                cm.error("TerminalError", panic=False)
             return
         except Exception as exc:
             delay = self.queue.add_rate_limited(key)
-            if isinstance(exc, KubeError):
-                self._log.warning(
-                    "reconcile failed, retrying in %.3gs: %s",
-                    delay,
-                    exc,
-                    extra={"error": type(exc).__name__, "retry_in": round(delay, 3)},
-                )
-            else:
-                self._log.exception(
-                    "controller %s: error reconciling %s; will retry", self.name, key
-                )
+            self._log_retry(key, exc, delay)
             if cm is not None:
-                cm.error(panic=isinstance(exc, PANIC_TYPES))
+                cm.error(error_reason(exc), panic=isinstance(exc, PANIC_TYPES))
             return
         finally:
             if cm is not None:
@@ -296,6 +304,24 @@ class Controller:
         outcome = self._handle_result(key, result)
         if cm is not None:
             cm.total[outcome].inc()
+
+    def _log_retry(self, key: str, exc: Exception, delay: float) -> None:
+        """One WARNING line for an expected failure (the API client's); the traceback only for
+        an exception the code did not expect."""
+        reason = error_reason(exc)
+        if reason == UNEXPECTED:
+            self._log.exception(
+                "controller %s: error reconciling %s; retrying in %.3gs", self.name, key, delay
+            )
+            return
+        self._log.warning(
+            "reconcile of %s failed (%s), retrying in %.3gs: %s",
+            key,
+            reason,
+            delay,
+            exc,
+            extra={"error": type(exc).__name__, "reason": reason, "retry_in": round(delay, 3)},
+        )
 
     def _handle_result(self, key: str, result: Result | None) -> str:
         if result is None:
@@ -315,6 +341,7 @@ class Controller:
 # Mapper and Predicate are the types of watch()'s arguments, so they are exported here too.
 __all__ = [
     "PANIC_TYPES",
+    "UNEXPECTED",
     "Controller",
     "EventSource",
     "Mapper",
@@ -322,4 +349,5 @@ __all__ = [
     "Reconcile",
     "Result",
     "TerminalError",
+    "error_reason",
 ]

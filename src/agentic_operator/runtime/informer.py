@@ -44,7 +44,7 @@ import orjson
 from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube import codec
 from agentic_operator.kube.client import ApiClient
-from agentic_operator.kube.errors import Gone, error_from_status
+from agentic_operator.kube.errors import Gone, KubeError, error_from_status
 from agentic_operator.kube.resources import Obj, Resource, object_key
 from agentic_operator.runtime.backoff import Backoff
 from agentic_operator.runtime.handlers import Handlers, OnAdd, OnDelete, OnUpdate
@@ -293,16 +293,26 @@ class Informer:
                 if self._events_seen > seen_before:
                     backoff.reset()  # the stream worked for a while: start over from short delays
                 delay = backoff.after(exc)
-                what = "list" if need_list else "watch"
-                log.warning(
-                    "%s: %s failed (%s: %s); retrying in %.1fs",
-                    self.name,
-                    what,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
+                self._log_retry("list" if need_list else "watch", exc, delay)
                 await self._clock.sleep(delay)
+
+    def _log_retry(self, what: str, exc: Exception, delay: float) -> None:
+        """A failed list or watch of the API client (the server down or restarting, a 403 while
+        its authorizer warms up, a 429 or 5xx, a cut stream) is expected: one WARNING line with
+        the reason and the delay. Anything else is a bug, logged with its traceback; the
+        reflector retries either way."""
+        if isinstance(exc, KubeError | _ShortWatchError):
+            log.warning(
+                "%s: %s failed (%s: %s); retrying in %.1fs",
+                self.name,
+                what,
+                type(exc).__name__,
+                exc,
+                delay,
+                extra={"reason": type(exc).__name__, "retry_in": round(delay, 3)},
+            )
+        else:
+            log.exception("%s: %s failed unexpectedly; retrying in %.1fs", self.name, what, delay)
 
     async def _list(self) -> None:
         # Pages are pruned and put into stored form as they arrive, so a large initial list never

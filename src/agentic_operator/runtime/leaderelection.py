@@ -55,7 +55,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from agentic_operator.clock import Clock, RealClock
-from agentic_operator.kube.errors import AlreadyExists, Conflict, NotFound
+from agentic_operator.kube.errors import AlreadyExists, Conflict, KubeError, NotFound
 from agentic_operator.kube.resources import LEASES, Obj
 from agentic_operator.runtime import metrics
 from agentic_operator.runtime.lease import (
@@ -139,6 +139,8 @@ class LeaderElector:
         self._observed_time = 0.0  # monotonic time the record was last seen to change
         self._last_renew = -math.inf  # monotonic start of the last successful write as holder
         self._known_leader: str | None = None
+        # Why the last attempt failed ("" when it did not), logged by the loop with its next wait.
+        self._failure = ""
         # Not reset to 0 here: another elector for the same lease in this process may lead.
         self._gauge = metrics.LEADER_ELECTION_MASTER_STATUS.labels(name=name)
 
@@ -166,12 +168,14 @@ class LeaderElector:
             try:
                 ok = await self._bounded(self._try_acquire_or_renew(), self.renew_deadline)
             except TimeoutError:
-                log.warning("leader election: acquire attempt on %s timed out", self._lease_ref)
+                self._failure = f"acquire attempt on {self._lease_ref} timed out"
                 ok = False
             if ok:
                 self._set_leading(True)
                 return
-            await self._clock.sleep(self._acquire_wait())
+            wait = self._acquire_wait()
+            self._log_retry(wait)
+            await self._clock.sleep(wait)
 
     async def hold(self) -> None:
         """Renew the lease every ``retry_period`` until cancelled; raise :class:`LeadershipLost`.
@@ -219,11 +223,17 @@ class LeaderElector:
                 self._lease_ref,
             )
             return False
-        except Exception as exc:
+        except (KubeError, TimeoutError) as exc:
+            # Not retried: the lease then expires after its duration, as after a crash.
             log.warning(
                 "leader election: releasing lease %s failed: %s",
                 self._lease_ref,
                 _describe(exc),
+            )
+            return False
+        except Exception:
+            log.exception(
+                "leader election: releasing lease %s failed unexpectedly", self._lease_ref
             )
             return False
         self._lease = written
@@ -244,7 +254,7 @@ class LeaderElector:
             try:
                 ok = await self._bounded(self._try_acquire_or_renew(), remaining)
             except TimeoutError:
-                log.warning("leader election: renewing lease %s timed out", self._lease_ref)
+                self._failure = f"renewing lease {self._lease_ref} timed out"
                 ok = False
             if ok:
                 return
@@ -252,14 +262,38 @@ class LeaderElector:
             if holder and holder != self.identity:
                 raise LeadershipLost(f"lease {self._lease_ref} is now held by {holder}")
             remaining = self._last_renew + self.renew_deadline - self._clock.now()
-            await self._clock.sleep(max(0.0, min(self.retry_period, remaining)))
+            wait = max(0.0, min(self.retry_period, remaining))
+            self._log_retry(wait)
+            await self._clock.sleep(wait)
+
+    def _log_retry(self, wait: float) -> None:
+        """The failed attempt as one WARNING line with what failed and when the next one is."""
+        if self._failure:
+            log.warning(
+                "leader election: %s; retrying in %.1fs",
+                self._failure,
+                wait,
+                extra={"lease": self._lease_ref, "retry_in": round(wait, 3)},
+            )
+            self._failure = ""
+
+    def _failed(self, what: str, exc: Exception) -> bool:
+        """Note a failed request of an attempt (always False, the attempt's result). An error of
+        the API client is expected (the API server restarting, throttling, a 403 while its
+        authorizer warms up) and told by the loop in one line; anything else is a bug, logged at
+        once with its traceback."""
+        if isinstance(exc, KubeError):
+            self._failure = f"{what} lease {self._lease_ref} failed: {_describe(exc)}"
+        else:
+            log.exception("leader election: %s lease %s failed unexpectedly", what, self._lease_ref)
+        return False
 
     async def _try_acquire_or_renew(self) -> bool:
         """One attempt: read the lease and, if we may, write ourselves in as holder.
 
         Returns False when someone else validly holds it, when a concurrent writer won (409), or
-        on an API error (logged). Never raises for API trouble: the loops decide what a failure
-        means.
+        on an API error (noted for the loop's log line). Never raises for API trouble: the loops
+        decide what a failure means.
         """
         started = self._clock.now()
         now = format_micro_time(self._clock.wall())
@@ -268,12 +302,7 @@ class LeaderElector:
         except NotFound:
             return await self._create(started, now)
         except Exception as exc:
-            log.warning(
-                "leader election: reading lease %s failed: %s",
-                self._lease_ref,
-                _describe(exc),
-            )
-            return False
+            return self._failed("reading", exc)
         # Measured after the read returned: the later we say we saw it, the later we take over.
         seen = self._clock.now()
         self._observe(lease, seen)
@@ -288,12 +317,7 @@ class LeaderElector:
             log.debug("leader election: lost a race for lease %s", self._lease_ref)
             return False
         except Exception as exc:
-            log.warning(
-                "leader election: updating lease %s failed: %s",
-                self._lease_ref,
-                _describe(exc),
-            )
-            return False
+            return self._failed("updating", exc)
         self._wrote(written, started)
         return True
 
@@ -305,12 +329,7 @@ class LeaderElector:
             log.debug("leader election: lease %s created concurrently", self._lease_ref)
             return False
         except Exception as exc:
-            log.warning(
-                "leader election: creating lease %s failed: %s",
-                self._lease_ref,
-                _describe(exc),
-            )
-            return False
+            return self._failed("creating", exc)
         self._wrote(created, started)
         return True
 

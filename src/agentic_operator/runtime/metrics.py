@@ -10,6 +10,8 @@ families keep their names and labels, so this module reuses them verbatim:
   them into samples only when Prometheus scrapes (a custom collector), instead of paying for
   ``prometheus_client``'s locks on every add/get/done.
 - ``leader_election_master_status``, updated by the leader elector.
+- ``agentic_operator_reconcile_errors_by_reason_total``: this operator's own addition, the
+  reconcile errors of :data:`RECONCILE_ERRORS` split by what failed.
 
 The REST client families live with the client (:mod:`agentic_operator.kube.metrics`); all are
 registered on :data:`agentic_operator.registry.REGISTRY`.
@@ -75,6 +77,14 @@ TERMINAL_RECONCILE_ERRORS = Counter(
     "controller_runtime_terminal_reconcile_errors_total",
     "Total number of terminal reconciliation errors per controller.",
     ["controller"],
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS_BY_REASON = Counter(
+    "agentic_operator_reconcile_errors_by_reason",
+    "Reconcile errors per controller and reason: the API client's error class (Conflict, "
+    "Forbidden, ServerError, TooManyRequests, TransportError, ...), TerminalError, or Unexpected "
+    "for an exception the code did not expect.",
+    ["controller", "reason"],
     registry=REGISTRY,
 )
 RECONCILE_PANICS = Counter(
