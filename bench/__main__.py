@@ -88,8 +88,13 @@ FIGURES: dict[str, Figure] = {
     "floor_uvloop_tls_push_us": Figure(
         "pushed message CPU us, uvloop streams, TLS", ",.1f", note="(a watch event's transport)"
     ),
+    "client_get_pool_uvloop_tls_us": Figure(
+        "ApiClient.get CPU us, keep-alive pool, uvloop, TLS",
+        ",.1f",
+        note="(the operator's request path)",
+    ),
     "client_get_uvloop_tls_us": Figure(
-        "ApiClient.get CPU us, aiohttp, uvloop, TLS", ",.1f", note="(the operator's request path)"
+        "ApiClient.get CPU us, aiohttp, uvloop, TLS", ",.1f", note="(a proxied kubeconfig's)"
     ),
     # bench/operator_bench.py: full run
     "sessions": Figure("sessions created at once"),
@@ -108,7 +113,9 @@ FIGURES: dict[str, Figure] = {
     "reconciles_per_session": Figure("reconciles per session", ",.2f"),
     "reconcile_errors_per_session": Figure("  of which failed (retried with backoff)", ",.2f"),
     "api_requests_per_s": Figure("operator API requests/s during the run", ",.1f"),
-    "cpu_ms_per_session": Figure("operator CPU ms per session", ",.1f", "<=", 2),
+    # No target: the old 2 ms is retired (below the transport floor); targets are ratios against
+    # the Go operator run side by side, which this bench cannot build (docs/benchmarks.md).
+    "cpu_ms_per_session": Figure("operator CPU ms per session", ",.1f"),
     "cpu_ms_per_session_with_cleanup": Figure("  including the cleanup after", ",.1f"),
     "operator_cpu_share": Figure("  operator CPU share of one core during the run", ",.2f"),
     "control_plane_cpu_s": Figure("control plane CPU s during the run (all components)", ",.1f"),

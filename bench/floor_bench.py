@@ -10,9 +10,10 @@ the client's CPU time (``RUSAGE_SELF``: user + system) per round trip is taken f
 
 and, for watch events, the CPU per message the server pushes unasked, one every millisecond so
 that each arrives on its own (as watch events do): a wake-up and a read per message. Last, for
-reference, the operator's own request path on the same server: ``ApiClient.get`` of a 3,000-byte
-JSON object over TLS on uvloop (aiohttp, orjson, metrics, no token bucket), which is what the
-HTTP stack adds above the floor.
+reference, the client's request path on the same server: ``ApiClient.get`` of a 3,000-byte JSON
+object over TLS on uvloop (orjson, metrics, no token bucket), through the keep-alive pool (the
+operator's requests) and through aiohttp (a proxied kubeconfig's), which is what each HTTP stack
+adds above the floor.
 
 Figures are the median of 5 rounds of 2,000 round trips (or messages). No cluster needed.
 """
@@ -179,13 +180,15 @@ async def _pushed(port: int, context: ssl.SSLContext | None) -> float:
     return statistics.median(per_message)
 
 
-async def _client_get(port: int, context: ssl.SSLContext) -> float:
-    """CPU per ``ApiClient.get`` (the operator's request path) against the answering server."""
+async def _client_get(port: int, context: ssl.SSLContext, *, pool: bool) -> float:
+    """CPU per ``ApiClient.get`` against the answering server, through the keep-alive pool (the
+    operator's request path) or through aiohttp alone."""
     import aiohttp
     from kubernetes_asyncio.client import Configuration
 
     from agentic_operator.kube.client import ApiClient
     from agentic_operator.kube.config import KubeConfig
+    from agentic_operator.kube.pool import ConnectionPool
     from agentic_operator.kube.resources import Resource
 
     configmaps = Resource("", "v1", "configmaps", "ConfigMap")
@@ -197,7 +200,10 @@ async def _client_get(port: int, context: ssl.SSLContext) -> float:
         tls_server_name="localhost",
     )
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    async with ApiClient(config, session, qps=0) as client:
+    connections = None
+    if pool:
+        connections = ConnectionPool(config.host, lambda: context, server_hostname="localhost")
+    async with ApiClient(config, session, qps=0, pool=connections) as client:
 
         async def trip() -> None:
             await client.get(configmaps, "x", "default")
@@ -246,8 +252,11 @@ def run() -> dict[str, float]:
                 results[f"floor_{loop_name}_tls_push_us"] = round(
                     runner(_pushed(tls_port, client_tls)), 1
                 )
+            results["client_get_pool_uvloop_tls_us"] = round(
+                uvloop.run(_client_get(tls_port, client_tls, pool=True)), 1
+            )
             results["client_get_uvloop_tls_us"] = round(
-                uvloop.run(_client_get(tls_port, client_tls)), 1
+                uvloop.run(_client_get(tls_port, client_tls, pool=False)), 1
             )
         finally:
             for proc in (plain, tls):

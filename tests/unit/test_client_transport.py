@@ -1,6 +1,7 @@
-"""The client's transport (aiohttp) against a raw asyncio server that answers with exactly the bytes
-each test scripts: framing, keep-alive reuse, which requests are sent again when a connection
-ends, malformed answers, timeouts."""
+"""The client over aiohttp alone (what a proxied kubeconfig uses, and a client built on a session)
+against a raw asyncio server that answers with exactly the bytes each test scripts: framing,
+keep-alive reuse, which requests are sent again when a connection ends, malformed answers,
+timeouts. The keep-alive pool that carries requests otherwise: tests/unit/test_pool.py."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from kubernetes_asyncio.client import Configuration
 
 from agentic_operator.clock import FakeClock
 from agentic_operator.kube import errors
-from agentic_operator.kube.client import RESENT_METHODS, ApiClient
+from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.config import KubeConfig
+from agentic_operator.kube.transport import AIOHTTP_RESENT_METHODS
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 
@@ -262,8 +264,8 @@ async def test_written_request_is_sent_again_only_when_idempotent(
 
 
 def test_resent_methods_are_rfc_9110s_idempotent_ones() -> None:
-    assert {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"} == RESENT_METHODS
-    assert RESENT_METHODS == aiohttp.client.IDEMPOTENT_METHODS  # what aiohttp actually does
+    assert {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"} == AIOHTTP_RESENT_METHODS
+    assert AIOHTTP_RESENT_METHODS == aiohttp.client.IDEMPOTENT_METHODS  # what aiohttp actually does
 
 
 @pytest.mark.parametrize(("method", "attempts"), [("GET", 2), ("POST", 1), ("PATCH", 1)])

@@ -1,92 +1,43 @@
 """A thin async client for the Kubernetes API on plain dicts.
 
-Every request of a client, watches included, goes through its one aiohttp session (keep-alive
-connections, no limit on their number: each watch holds one for minutes, and the token bucket,
-not the pool, bounds the request rate). A pool of our own framed by h11 was measured against it
-and was not cheaper beyond the noise; the hand-framed pool it would have replaced was cheaper, but
-its framing was ours to maintain and it re-sent written POSTs (docs/benchmarks.md, "One HTTP
-stack"). Bodies are encoded and decoded with orjson, and objects stay ``dict``s (no model
-classes): decoding a watch event this way costs microseconds instead of the hundreds of
-microseconds a model-based client spends.
+Request/response calls go through a keep-alive HTTP/1.1 pool of our own (:mod:`.pool`: answers
+framed by llhttp through httptools, Go's re-send rule), which costs less CPU per request than
+aiohttp (docs/benchmarks.md, "One HTTP stack"). Watches go through aiohttp, and so does everything
+when the kubeconfig names a proxy. Bodies are encoded and decoded with orjson, and objects stay
+``dict``s (no model classes): decoding a watch event this way costs microseconds instead of the
+hundreds of microseconds a model-based client spends.
 
-Every request:
-
-* waits for a token from a client-side bucket (``qps``/``burst``; a watch takes one token when it
-  starts), like client-go's ``rest.Config.QPS``/``Burst``;
-* carries the current Authorization header from :class:`~agentic_operator.kube.config.KubeConfig`
-  (after a 401 the credentials are reloaded once and the request is repeated);
-* is counted in ``rest_client_requests_total{verb,resource,code}`` and timed in
-  ``rest_client_request_duration_seconds{verb,resource}``, and in :attr:`ApiClient.request_counts`;
-* fails with a typed error from :mod:`agentic_operator.kube.errors`.
-
-Repeats, from the bottom up:
-
-* **Connection.** aiohttp never writes to an idle connection it knows to be closed (the server's
-  idle timeout, an API server restart): such a request goes out on a new connection, whatever its
-  method. When a connection ends after the request was written and before the answer, aiohttp
-  sends it once more only if its method is idempotent in RFC 9110 (GET, HEAD, OPTIONS, TRACE, PUT,
-  DELETE: :data:`RESENT_METHODS`). A POST or PATCH is never sent twice; it fails with a
-  :class:`~.errors.TransportError` that says it may have been applied. (A repeated PUT leaves
-  the object as the first one did, or fails with a Conflict when it carries the resourceVersion
-  the first one changed; a repeated DELETE answers NotFound.)
-* **401.** The credentials are reloaded once and the request is repeated: the server refused it
-  without processing it.
-* **Retry policy.** Reads (GET, LIST) are retried a few times on transient failures
-  (:func:`~.errors.is_transient`) with exponential backoff, honouring ``Retry-After``. Writes are
-  retried only on 429, which guarantees the server did not process them: after a timeout, a broken
-  connection or a 5xx a write may have been applied, and only the caller (who re-reads state) can
-  tell whether to repeat it.
+How every request is throttled, authorized, counted, typed and repeated: :mod:`.transport`.
 """
 
 from __future__ import annotations
 
 import builtins
-import collections
 import contextlib
-import functools
 import logging
-import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, Literal, NotRequired, Self, TypedDict, TypeVar, Unpack
-from urllib.parse import urlencode
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any, Literal, Unpack
 
 import aiohttp
-import orjson
 
-from agentic_operator.clock import Clock, RealClock
-from agentic_operator.kube import metrics
+from agentic_operator.clock import Clock
 from agentic_operator.kube.codec import decode_watch_line
 from agentic_operator.kube.config import KubeConfig, load_config
-from agentic_operator.kube.errors import (
-    ApiError,
-    Gone,
-    RequestTimeout,
-    TooManyRequests,
-    TransportError,
-    Unauthorized,
-    error_from_status,
-    is_transient,
-)
+from agentic_operator.kube.errors import Gone, error_from_status
+from agentic_operator.kube.pool import ConnectionPool
 from agentic_operator.kube.resources import Obj, Resource
-from agentic_operator.ratelimit import BucketRateLimiter
+from agentic_operator.kube.transport import Transport
+from agentic_operator.kube.watch import (
+    WatchLineSplitter,
+    WatchOptions,
+    read_lines,
+    watch_query,
+    watch_timeout,
+)
+
+__all__ = ["ApiClient", "PatchType", "WatchLineSplitter", "WatchOptions", "connect", "from_config"]
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-
-
-class WatchOptions(TypedDict):
-    """Keyword arguments of :meth:`ApiClient.watch` and :meth:`ApiClient.watch_lines`."""
-
-    resource_version: str
-    timeout_seconds: int
-    label_selector: NotRequired[str | None]
-    field_selector: NotRequired[str | None]
-    allow_bookmarks: NotRequired[bool]
-    inactivity_timeout: NotRequired[float | None]
-    """No byte for this long (default ``timeout_seconds + 30``): the stream is presumed dead."""
-
 
 PatchType = Literal["merge", "json", "strategic", "apply"]
 
@@ -106,43 +57,6 @@ _VERB_BY_METHOD = {
     "DELETE": "delete",
 }
 
-_ERROR_CODE = "<error>"  # client-go's code label when no response arrived
-
-RESENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-"""Methods aiohttp sends once more when the connection ends after the request was written and
-before the answer (RFC 9110's idempotent methods; tests/unit/test_client_transport.py holds it to
-that)."""
-
-
-class WatchLineSplitter:
-    """Reassembles newline-delimited JSON from arbitrary chunks of a watch response body.
-
-    aiohttp's own line reader refuses lines above 64 KiB; Kubernetes objects can be larger, so the
-    body is read in chunks and split here without a length limit.
-    """
-
-    __slots__ = ("_partial",)
-
-    def __init__(self) -> None:
-        self._partial = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """Complete lines found so far (without the newline); the tail is kept for later."""
-        if b"\n" not in chunk:
-            self._partial += chunk
-            return []
-        lines = chunk.split(b"\n")
-        if self._partial:
-            # Only the line that straddles two chunks is copied again.
-            lines[0] = self._partial + lines[0]
-        self._partial = lines.pop()
-        return lines
-
-    def rest(self) -> bytes:
-        """Whatever followed the last newline (a final event without a trailing newline)."""
-        rest, self._partial = self._partial, b""
-        return rest
-
 
 def _path_resource(path: str) -> str:
     """The metrics ``resource`` label for a raw API path (``plural`` or ``plural.group``)."""
@@ -159,62 +73,12 @@ def _path_resource(path: str) -> str:
     return f"{plural}.{group}" if group else plural
 
 
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
+class ApiClient(Transport):
+    """Async Kubernetes API client over raw dicts. Create it with :func:`from_config`.
 
-
-@functools.cache
-def _request_counter(verb: str, resource: str, code: str) -> Any:
-    """The labelled child, looked up once per combination (label lookups cost ~4% of CPU)."""
-    return metrics.REST_CLIENT_REQUESTS.labels(verb=verb, resource=resource, code=code)
-
-
-@functools.cache
-def _latency_histogram(verb: str, resource: str) -> Any:
-    return metrics.REST_CLIENT_LATENCY.labels(verb=verb, resource=resource)
-
-
-class ApiClient:
-    """Async Kubernetes API client over raw dicts. Create it with :func:`from_config`."""
-
-    def __init__(
-        self,
-        config: KubeConfig,
-        session: aiohttp.ClientSession,
-        *,
-        qps: float = 100.0,
-        burst: int = 200,
-        user_agent: str = "agentic-operator",
-        request_timeout: float = 30.0,
-        max_read_retries: int = 4,
-        clock: Clock | None = None,
-    ) -> None:
-        self.config = config
-        self._session = session
-        self._clock = clock or RealClock()
-        # qps <= 0 disables client-side throttling (controller-runtime's default: rely on APF).
-        self._bucket = BucketRateLimiter(qps, burst, self._clock) if qps > 0 else None
-        self._user_agent = user_agent
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
-        self._max_read_retries = max_read_retries
-        self.request_counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        """HTTP requests sent, by (verb, resource); retries count as separate requests."""
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    async def close(self) -> None:
-        await self._session.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    Built directly on an aiohttp session (as tests do), every request goes through aiohttp;
+    :func:`from_config` adds the keep-alive pool for request/response calls.
+    """
 
     # -- typed verbs -----------------------------------------------------------------------------
 
@@ -339,44 +203,19 @@ class ApiClient:
         is presumed dead and :class:`RequestTimeout` is raised, so the caller re-watches instead of
         hanging on a half-open connection; a broken stream raises :class:`TransportError`.
         """
-        timeout_seconds = options["timeout_seconds"]
-        params: dict[str, str] = {
-            "watch": "true",
-            "resourceVersion": options["resource_version"],
-            "timeoutSeconds": str(timeout_seconds),
-            "allowWatchBookmarks": _bool(options.get("allow_bookmarks", True)),
-        }
-        if label_selector := options.get("label_selector"):
-            params["labelSelector"] = label_selector
-        if field_selector := options.get("field_selector"):
-            params["fieldSelector"] = field_selector
-        inactivity_timeout = options.get("inactivity_timeout")
-        idle = inactivity_timeout if inactivity_timeout is not None else timeout_seconds + 30.0
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=idle)
+        params, idle = watch_query(options)
         resource = str(res)
         response = await self._send_stream(
-            "watch", resource, res.path(namespace), params=params, client_timeout=timeout
+            "watch",
+            resource,
+            res.path(namespace),
+            params=params,
+            client_timeout=watch_timeout(idle),
         )
-        splitter = WatchLineSplitter()
-        try:
-            while True:
-                try:
-                    chunk = await response.content.readany()
-                except TimeoutError:
-                    raise RequestTimeout(
-                        f"watch {resource}: no data for {idle:.0f}s, stream presumed dead"
-                    ) from None
-                except aiohttp.ClientError as exc:
-                    raise TransportError(f"watch {resource}: stream broken: {exc!r}") from exc
-                if not chunk:
-                    rest = splitter.rest()
-                    if rest:
-                        yield rest
-                    return
-                for line in splitter.feed(chunk):
-                    yield line
-        finally:
-            response.release()
+        lines = read_lines(response, resource, idle)
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                yield line
 
     async def create(
         self,
@@ -502,8 +341,6 @@ class ApiClient:
         """``GET /version``: a cheap reachability and credentials check for start-up."""
         return await self._call("get", "nonresource", "GET", "/version")
 
-    # -- plumbing --------------------------------------------------------------------------------
-
     @staticmethod
     def _write_params(dry_run: bool, field_manager: str | None) -> dict[str, str]:
         params: dict[str, str] = {}
@@ -512,214 +349,6 @@ class ApiClient:
         if field_manager:
             params["fieldManager"] = field_manager
         return params
-
-    async def _call(
-        self,
-        verb: str,
-        resource: str,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Obj | builtins.list[Obj] | None = None,
-        content_type: str | None = None,
-    ) -> Obj:
-        """Send with the retry policy of ``verb`` and decode the JSON answer."""
-        data = orjson.dumps(body) if body is not None else None
-        is_read = method == "GET"
-        attempt = 0
-        while True:
-            try:
-                raw = await self._exchange(
-                    verb,
-                    resource,
-                    method,
-                    path,
-                    params=params,
-                    data=data,
-                    content_type=content_type,
-                )
-                if not raw:
-                    return {}
-                try:
-                    decoded = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    raise TransportError(f"{method} {path}: response is not JSON") from exc
-                if not isinstance(decoded, dict):
-                    raise TransportError(f"{method} {path}: response is not a JSON object")
-                return decoded
-            except (ApiError, TransportError) as exc:
-                retryable = is_transient(exc) if is_read else isinstance(exc, TooManyRequests)
-                if not retryable or attempt >= self._max_read_retries:
-                    raise
-                delay = self._retry_delay(exc, attempt)
-                log.debug("%s %s failed (%s); retry %d in %.2fs", method, path, exc, attempt, delay)
-                attempt += 1
-                await self._clock.sleep(delay)
-
-    @staticmethod
-    def _retry_delay(exc: BaseException, attempt: int) -> float:
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return min(float(retry_after), 60.0)
-        base = min(0.2 * 2.0**attempt, 5.0)
-        return base * random.uniform(0.8, 1.2)
-
-    async def _throttle(self) -> None:
-        if self._bucket is not None:
-            delay = self._bucket.when("")
-            if delay > 0:
-                await self._clock.sleep(delay)
-
-    async def _headers(self, data: bytes | None, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": self._user_agent}
-        auth = await self.config.authorization()
-        if auth:
-            headers["Authorization"] = auth
-        if data is not None:
-            headers["Content-Type"] = content_type or "application/json"
-        return headers
-
-    async def _attempts(
-        self,
-        verb: str,
-        resource: str,
-        method: str,
-        path: str,
-        perform: Callable[[dict[str, str]], Awaitable[tuple[int, Mapping[str, str], _T]]],
-        error_body: Callable[[_T], Awaitable[bytes]],
-        *,
-        data: bytes | None = None,
-        content_type: str | None = None,
-    ) -> _T:
-        """What every request goes through: the token bucket, fresh credentials, the counters and
-        the latency histogram, typed errors, and after a 401 one credentials reload and a repeat
-        (the server did not process the request).
-
-        ``perform(headers)`` sends one attempt and returns ``(status, headers, payload)``; the
-        payload of a 2xx answer is returned, ``error_body(payload)`` gives the body of any other.
-        """
-        await self._throttle()
-        refreshed = False
-        while True:
-            headers = await self._headers(data, content_type)
-            self.request_counts[(verb, resource)] += 1
-            start = self._clock.now()
-            code = _ERROR_CODE
-            try:
-                status, response_headers, payload = await perform(headers)
-                code = str(status)
-            except TimeoutError:
-                raise RequestTimeout(f"{method} {path}: timed out") from None
-            except aiohttp.ServerDisconnectedError as exc:
-                raise TransportError(_disconnected(method, path)) from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise TransportError(f"{method} {path}: {exc!r}") from exc
-            finally:
-                _request_counter(verb, resource, code).inc()
-                _latency_histogram(verb, resource).observe(max(0.0, self._clock.now() - start))
-            if status < 400:
-                return payload
-            error = error_from_status(status, await error_body(payload), response_headers)
-            if isinstance(error, Unauthorized) and not refreshed:
-                refreshed = True
-                await self.config.refresh()
-                continue
-            raise error
-
-    async def _exchange(
-        self,
-        verb: str,
-        resource: str,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        data: bytes | None = None,
-        content_type: str | None = None,
-    ) -> bytes:
-        """One request whose answer is read whole; returns the body of a 2xx answer."""
-        target = path + ("?" + urlencode(params) if params else "")
-
-        async def perform(headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
-            async with self._session.request(
-                method,
-                self.config.host + target,
-                data=data,
-                headers=headers,
-                timeout=self._timeout,
-                **self._aiohttp_connection(),
-            ) as response:
-                return response.status, response.headers, await response.read()
-
-        return await self._attempts(
-            verb,
-            resource,
-            method,
-            path,
-            perform,
-            _body_as_is,
-            data=data,
-            content_type=content_type,
-        )
-
-    def _aiohttp_connection(self) -> dict[str, Any]:
-        """TLS, server name and proxy of every aiohttp request (read per request: a credential
-        reload may replace the client certificate)."""
-        return {
-            "ssl": self.config.ssl_context or True,
-            "server_hostname": self.config.tls_server_name,
-            "proxy": self.config.proxy,
-        }
-
-    async def _send_stream(
-        self,
-        verb: str,
-        resource: str,
-        path: str,
-        *,
-        params: Mapping[str, str],
-        client_timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
-        """A GET whose 2xx response is returned unread, for streaming (watches), via aiohttp."""
-        url = self.config.host + path
-
-        async def perform(
-            headers: dict[str, str],
-        ) -> tuple[int, Mapping[str, str], aiohttp.ClientResponse]:
-            response = await self._session.request(
-                "GET",
-                url,
-                params=params,
-                headers=headers,
-                timeout=client_timeout,
-                **self._aiohttp_connection(),
-            )
-            return response.status, response.headers, response
-
-        return await self._attempts(verb, resource, "GET", path, perform, _drain)
-
-
-def _disconnected(method: str, path: str) -> str:
-    """What a connection that ended after the request went out and before the answer means."""
-    text = f"{method} {path}: the server closed the connection before answering"
-    if method in RESENT_METHODS:
-        return f"{text}, also when the request was sent once more"
-    return f"{text}; the request may have been applied, and a {method} is not sent twice"
-
-
-async def _body_as_is(body: bytes) -> bytes:
-    return body
-
-
-async def _drain(response: aiohttp.ClientResponse) -> bytes:
-    """The body of an error answer on a streaming request (empty if it cannot be read)."""
-    try:
-        return await response.read()
-    except (aiohttp.ClientError, TimeoutError):
-        return b""
-    finally:
-        response.release()
 
 
 async def from_config(
@@ -732,11 +361,22 @@ async def from_config(
     max_read_retries: int = 4,
     clock: Clock | None = None,
 ) -> ApiClient:
-    """A client for ``config`` with its own aiohttp session (close it with
-    :meth:`ApiClient.close`). The connector does not limit connections: every watch holds one for
-    minutes, and the token bucket, not the pool, bounds the request rate.
+    """A client for ``config`` with its own connections (close it with :meth:`ApiClient.close`).
+
+    Request/response calls go through a keep-alive :class:`~.pool.ConnectionPool`; watches and,
+    when the kubeconfig names a proxy, everything go through an aiohttp session. Neither limits
+    connections: every watch holds one for minutes, and the token bucket, not the pool, bounds the
+    request rate.
     """
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    pool = None
+    if config.proxy is None:
+        pool = ConnectionPool(
+            config.host,
+            lambda: config.ssl_context,
+            server_hostname=config.tls_server_name,
+            clock=clock,
+        )
     return ApiClient(
         config,
         session,
@@ -746,6 +386,7 @@ async def from_config(
         request_timeout=request_timeout,
         max_read_retries=max_read_retries,
         clock=clock,
+        pool=pool,
     )
 
 
