@@ -25,6 +25,10 @@ ENV PYTHONUNBUFFERED=1 \
 RUN useradd --uid 1001 --gid 0 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin operator
 # Same base image in both stages, so the venv's interpreter symlinks stay valid.
 COPY --from=builder /opt/venv /opt/venv
+# The platform's scheduled-session CronJobs run `./operator session-trigger` in this image, a path
+# relative to the working directory, with no flags: /app/operator is the same console script.
+WORKDIR /app
+RUN ln -s /opt/venv/bin/agentic-operator /app/operator
 USER 1001
 # 8080: Prometheus /metrics; 8081: /healthz and /readyz.
 EXPOSE 8080 8081

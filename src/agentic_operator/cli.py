@@ -31,6 +31,8 @@ from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.settings import Settings
 
 LEASE_NAME = "ambient-code-operator.ambient-code.io"
+SESSION_TRIGGER = "session-trigger"
+"""The one subcommand, handled before flag parsing: what scheduled-session CronJob pods run."""
 DEFAULT_MAX_CONCURRENT_RECONCILES = 10
 DEFAULT_NAMESPACE = SessionConfig().operator_namespace
 
@@ -102,6 +104,10 @@ environment:
   BACKEND_NAMESPACE           backend namespace (default: NAMESPACE)
   AMBIENT_CODE_RUNNER_IMAGE   runner image
   The full list is in the README and docs/sessions.md.
+
+subcommand:
+  agentic-operator session-trigger   create or continue a scheduled session (run by
+                                     the platform's CronJob pods; see its --help)
 
 values:
   Booleans, in flags and variables alike: 1, t, true, y, yes, on or 0, f,
@@ -285,7 +291,30 @@ def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> Settin
     )
 
 
+def session_trigger_main(args: Sequence[str], env: Mapping[str, str]) -> int:
+    """``agentic-operator session-trigger``: no flags but ``--help``; one line on exit."""
+    from agentic_operator.projects import trigger
+
+    if list(args) in (["-h"], ["--help"]):
+        print(trigger.USAGE, end="")
+        return 0
+    if args:
+        print(
+            f"session-trigger: error: takes no arguments, got {' '.join(args)!r}", file=sys.stderr
+        )
+        return trigger.EXIT_BAD_INPUT
+    try:
+        print(f"session-trigger: {asyncio.run(trigger.session_trigger(env))}")
+        return 0
+    except trigger.TriggerError as exc:
+        print(f"session-trigger: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == [SESSION_TRIGGER]:
+        return session_trigger_main(args[1:], os.environ)
     settings = parse_settings(argv, os.environ)
     setup_logging(dev_mode=settings.dev_mode)
     from agentic_operator.app import run  # imported late: --help must stay fast

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the operator image from the repository's Dockerfile WITHOUT a Docker engine and WITHOUT a
-# container registry, then checks it (USER 1001, ENTRYPOINT agentic-operator, `--help` runs).
+# container registry, then checks it (USER 1001, ENTRYPOINT agentic-operator, `--help` runs, and
+# `./operator session-trigger --help` runs from the working directory, as CronJob pods call it).
 #
 #   testenv/image/build-image.sh            # as root, on Debian bookworm
 #
@@ -152,9 +153,18 @@ grep -q '^usage: agentic-operator' <<<"$out" || { printf '%s\n' "$out" >&2; die 
 uid=$(podman run --rm --pull=never --network=none --runtime runc "${RUN_ULIMITS[@]}" \
   --entrypoint id "$IMAGE" -u)
 [[ $uid == 1001 ]] || die "process in the image runs as uid $uid, expected 1001"
+# What the platform's scheduled-session CronJob pods run: ./operator from the working directory.
+set +e
+out=$(podman run --rm --pull=never --network=none --runtime runc "${RUN_ULIMITS[@]}" \
+  --entrypoint ./operator "$IMAGE" session-trigger --help 2>&1)
+rc=$?
+set -e
+[[ $rc -eq 0 ]] || { printf '%s\n' "$out" >&2; die "./operator session-trigger --help exited $rc"; }
+grep -q '^usage: agentic-operator session-trigger' <<<"$out" \
+  || { printf '%s\n' "$out" >&2; die "./operator session-trigger --help printed no usage line"; }
 T_VERIFY=$(now)
 
 size=$(buildah images --format '{{.Size}}' "$IMAGE" | head -n1)
-log "OK: $IMAGE ($size): USER 1001, ENTRYPOINT [\"agentic-operator\"], \`--help\` exit 0 with usage"
+log "OK: $IMAGE ($size): USER 1001, ENTRYPOINT [\"agentic-operator\"], \`--help\` and \`./operator session-trigger --help\` exit 0 with usage"
 log "times (s): tools $((T_TOOLS - T0)), base rootfs $((T_ROOTFS - T_TOOLS)), base import $((T_BASE - T_ROOTFS)), build $((T_BUILD - T_BASE)), verify $((T_VERIFY - T_BUILD)), total $((T_VERIFY - T0))"
 log "run it: podman run --rm --runtime runc ${RUN_ULIMITS[*]} $IMAGE --help"

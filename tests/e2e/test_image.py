@@ -9,6 +9,8 @@ machine without them skips this module, except in CI (``CI=true``), where that i
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -18,9 +20,9 @@ from pathlib import Path
 
 import pytest
 from testenv.controlplane import Cluster
-from testenv.operator_process import OperatorProcess
+from testenv.operator_process import OperatorProcess, write_token_kubeconfig
 
-from tests.e2e.helpers import create, runner_secret, session, wait_phase
+from tests.e2e.helpers import create, get_json, runner_secret, session, wait_for, wait_phase
 
 pytestmark = pytest.mark.cluster
 
@@ -122,3 +124,79 @@ def test_image_runs_the_operator(
     runner_secret(deployed, namespace)
     create(deployed, session("from-image", namespace, duration="1s"))
     wait_phase(deployed, namespace, "from-image", "Completed", timeout=120)
+
+
+def _pod_credentials(cluster: Cluster, namespace: str, directory: Path) -> tuple[str, str]:
+    """What the kubelet mounts into a pod of ``ambient-session-trigger``: ``token`` and
+    ``ca.crt`` in ``directory``; returns the API server's host and port."""
+    kubeconfig = directory / "kubeconfig"
+    write_token_kubeconfig(
+        cluster, kubeconfig, namespace=namespace, service_account="ambient-session-trigger"
+    )
+    config = json.loads(kubeconfig.read_text())
+    entry = config["clusters"][0]["cluster"]
+    if "certificate-authority-data" in entry:
+        ca = base64.b64decode(entry["certificate-authority-data"])
+    else:
+        ca = Path(entry["certificate-authority"]).read_bytes()
+    (directory / "token").write_text(config["users"][0]["user"]["token"])
+    (directory / "ca.crt").write_bytes(ca)
+    kubeconfig.unlink()
+    host, _, port = entry["server"].removeprefix("https://").rpartition(":")
+    return host, port
+
+
+def test_image_runs_session_trigger_as_the_cronjob_pods_do(
+    deployed: Cluster,
+    namespace: str,
+    operator_image: str,
+    start_operator: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    start_operator()
+
+    def rbac_ready() -> bool:
+        ps = get_json(deployed, "projectsettings", "projectsettings", "-n", namespace) or {}
+        return bool((ps.get("status") or {}).get("scheduledSessionRBACReady"))
+
+    wait_for("scheduledSessionRBACReady", rbac_ready)
+    secrets = tmp_path / "serviceaccount"
+    secrets.mkdir()
+    host, port = _pod_credentials(deployed, namespace, secrets)
+    template = {"initialPrompt": "nightly", "displayName": "Nightly"}
+    nofile = subprocess.run(
+        ["bash", "-c", "ulimit -Hn"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # As in the backend's CronJob: the command ./operator session-trigger (relative to the
+    # image's working directory), no flags, the image's USER, in-cluster credentials.
+    result = _podman(
+        "run",
+        "--rm",
+        "--pull=never",
+        "--network=host",
+        "--runtime=runc",
+        f"--ulimit=nofile={nofile}:{nofile}",
+        "--ulimit=nproc=4096:4096",
+        f"--volume={secrets}:/var/run/secrets/kubernetes.io/serviceaccount:ro,U",
+        f"--env=KUBERNETES_SERVICE_HOST={host}",
+        f"--env=KUBERNETES_SERVICE_PORT={port}",
+        f"--env=SESSION_TEMPLATE={json.dumps(template)}",
+        f"--env=PROJECT_NAMESPACE={namespace}",
+        "--env=SCHEDULED_SESSION_NAME=schedule-image",
+        "--env=REUSE_LAST_SESSION=false",
+        "--entrypoint=./operator",
+        operator_image,
+        "session-trigger",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "session-trigger: created session nightly-" in result.stdout
+    made = get_json(
+        deployed,
+        "agenticsessions",
+        "-n",
+        namespace,
+        "-l",
+        "ambient-code.io/scheduled-session-name=schedule-image",
+    )
+    assert len((made or {}).get("items") or []) == 1
