@@ -242,7 +242,7 @@ def test_a_session_pod_of_today(
     ("outcome", "reason", "message"),
     [
         ("init-fail", "PodFailed", "Init container init-hydrate failed (exit 1)"),
-        ("oom", "RunnerExit", "exit code 137, reason OOMKilled"),
+        ("oom", "OOMKilled", "exit code 137, reason OOMKilled"),
     ],
 )
 def test_a_failed_hydration_or_an_oom_kill_fails_the_session(

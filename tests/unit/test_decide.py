@@ -48,6 +48,7 @@ from tests.unit.sessionfix import (
 
 STOP = {"ambient-code.io/desired-phase": "Stopped"}
 START = {"ambient-code.io/desired-phase": "Running"}
+FORCE = {"ambient-code.io/force-execute-prompt": "true"}
 LEFT = 590.0  # pending time left of a run started 10 s ago (PENDING_TIMEOUT 600)
 IDLE_LEFT = 86390.0  # idle time left of a run started 10 s ago (DEFAULT_INACTIVITY_TIMEOUT 24 h)
 IDLE = {"ambient-code.io/stop-reason": "inactivity", **STOP}
@@ -179,6 +180,16 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         ("P6", "Creating", "Pending", ("Write", "Patch"), NEXT_STEP),
     ),
     (
+        "P6 force-execute-prompt cleared with the Job",
+        observe(session("Pending", run=2, ann={**START, **FORCE}), job(run=2)),
+        ("P6", "Creating", "Pending", ("Write", "Patch"), NEXT_STEP),
+    ),
+    (
+        "P6 force-execute-prompt alone cleared with the Job",
+        observe(session("Pending", run=1, ann=FORCE), job(run=1)),
+        ("P6", "Creating", "Pending", ("Write", "Patch"), NEXT_STEP),
+    ),
+    (
         "P- start inputs not read",
         observe(session("Pending"), start=None),
         ("P-", None, None, (), None),
@@ -269,8 +280,13 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         ("A4", "Failed", "PrerequisiteFailed", ("Write", "Delete:Job/Background"), None),
     ),
     (
-        "A4 exit 137 -> RunnerExit",
+        "A4 OOM kill while Running -> OOMKilled",
         observe(session("Running"), failed_job(), (pod(exited(137, "OOMKilled")),)),
+        ("A4", "Failed", "OOMKilled", ("Write", "Delete:Job/Background"), None),
+    ),
+    (
+        "A4 exit 137 -> RunnerExit",
+        observe(session("Running"), failed_job(), (pod(exited(137)),)),
         ("A4", "Failed", "RunnerExit", ("Write", "Delete:Job/Background"), None),
     ),
     (
@@ -749,3 +765,23 @@ def test_token_secret_is_minted_again_without_the_keys_the_pod_needs(
     start = StartInputs(runner_secret=True, token_secret=secret)
     plan = decide(observe(session("Pending", run=2), start=start, cfg=cfg))
     assert any(isinstance(a, ProvisionToken) for a in plan.actions) is minted
+
+
+@pytest.mark.parametrize(
+    ("ann", "cleared"),
+    [
+        (
+            {**START, **FORCE},
+            {"ambient-code.io/desired-phase", "ambient-code.io/force-execute-prompt"},
+        ),
+        (FORCE, {"ambient-code.io/force-execute-prompt"}),
+        (START, {"ambient-code.io/desired-phase"}),
+    ],
+)
+def test_the_job_spends_the_restart_request_and_force_execute_prompt(
+    ann: dict[str, str], cleared: set[str]
+) -> None:
+    plan = decide(observe(session("Pending", run=2, ann=ann), job(run=2)))
+    [patch] = [a for a in plan.actions if type(a).__name__ == "PatchSession"]
+    annotations = patch.body["metadata"]["annotations"]  # type: ignore[attr-defined]
+    assert annotations == dict.fromkeys(cleared)

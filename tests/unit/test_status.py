@@ -132,8 +132,20 @@ CASES = [
         [pod(terminated(137, "OOMKilled", "out of memory"), phase="Failed")],
         RunnerObservation(
             "failed",
-            "RunnerExit",
+            "OOMKilled",
             "runner exited: exit code 137, reason OOMKilled: out of memory",
+            exit_code=137,
+            node="node-1",
+        ),
+        id="3c-oom-killed",
+    ),
+    pytest.param(
+        job(cond("Failed", "BackoffLimitExceeded")),
+        [pod(terminated(137, "Error", "killed"), phase="Failed")],
+        RunnerObservation(
+            "failed",
+            "RunnerExit",
+            "runner exited: exit code 137, reason Error: killed",
             exit_code=137,
             node="node-1",
         ),

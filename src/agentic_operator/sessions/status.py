@@ -20,6 +20,7 @@ from agentic_operator.sessions.model import (
     REASON_INIT_EXITED,
     REASON_JOB_FAILED,
     REASON_JOB_MISSING,
+    REASON_OOM_KILLED,
     REASON_POD_FAILED,
     REASON_PREREQUISITE_FAILED,
     REASON_RUNNER_EXIT,
@@ -165,7 +166,8 @@ def observe_runner(job: Obj | None, pods: list[Obj]) -> RunnerObservation:
     2. Job ``Failed`` (or ``FailureTarget``) with reason ``DeadlineExceeded`` → failed ``Timeout``
     3. runner container terminated: exit 0 → completed ``Completed``; a non-zero exit only once
        the Job has its verdict (``Failed`` or ``FailureTarget``): exit 2 → failed
-       ``PrerequisiteFailed``, other → failed ``RunnerExit``; before the verdict → ``pending``
+       ``PrerequisiteFailed``, killed for memory → failed ``OOMKilled``, other → failed
+       ``RunnerExit``; before the verdict → ``pending``
        (reason ``RunnerExited``)
     4. runner waiting with an unrecoverable reason (image pull, crash loop) → failed <reason>;
        4b: the same for an init container (``init-hydrate``, the ``state-sync`` sidecar);
@@ -269,9 +271,12 @@ def _terminated_verdict(
             exit_code=code,
             node=node,
         )
-    return RunnerObservation(  # 3c
+    # 3c: the kernel's OOM kill is named as such (the platform's UI shows the reason); any
+    # other exit is a RunnerExit with the code, reason and message.
+    oom = terminated.get("reason") == REASON_OOM_KILLED
+    return RunnerObservation(
         "failed",
-        REASON_RUNNER_EXIT,
+        REASON_OOM_KILLED if oom else REASON_RUNNER_EXIT,
         _exit_message(code, terminated, "runner exited"),
         exit_code=code if isinstance(code, int) else None,
         node=node,
