@@ -205,6 +205,22 @@ ENV_ROWS = [
     pytest.param(session(), CFG, 2, "IS_RESUME", "true", id="second-run-resume"),
     pytest.param(session(), CFG, 5, "IS_RESUME", "true", id="later-run-resume"),
     pytest.param(
+        session({"ambient-code.io/force-execute-prompt": "true"}),
+        CFG,
+        2,
+        "IS_RESUME",
+        "false",
+        id="restart-forced-to-execute-the-prompt",
+    ),
+    pytest.param(
+        session({"ambient-code.io/force-execute-prompt": "false"}),
+        CFG,
+        2,
+        "IS_RESUME",
+        "true",
+        id="restart-force-false-resumes",
+    ),
+    pytest.param(
         session(repos=[{"url": "https://g/a.git", "branch": "dev"}, {"url": "https://g/b.git"}]),
         CFG,
         1,

@@ -783,5 +783,5 @@ def test_the_job_spends_the_restart_request_and_force_execute_prompt(
 ) -> None:
     plan = decide(observe(session("Pending", run=2, ann=ann), job(run=2)))
     [patch] = [a for a in plan.actions if type(a).__name__ == "PatchSession"]
-    annotations = patch.body["metadata"]["annotations"]  # type: ignore[attr-defined]
+    annotations = patch.patch["metadata"]["annotations"]  # type: ignore[attr-defined]
     assert annotations == dict.fromkeys(cleared)

@@ -22,6 +22,7 @@ from agentic_operator.sessions.envvars import plain as _plain
 from agentic_operator.sessions.envvars import secret_ref as _secret_ref
 from agentic_operator.sessions.model import (
     AGUI_TOKEN_KEY,
+    ANN_FORCE_EXECUTE_PROMPT,
     ANN_PARENT_SESSION,
     ANN_RUN,
     GOOGLE_MCP_CREDENTIALS_DIR,
@@ -248,12 +249,16 @@ def _provider_env(cfg: SessionConfig) -> list[Obj]:
 
 def _continuation_env(session: Obj, run: int) -> list[Obj]:
     """What this run continues: a parent session, a restart (the runner then does not send the
-    first prompt again). Its API token is a file, not a variable (see :mod:`.pod`)."""
+    first prompt again), unless ``force-execute-prompt=true`` asks this run to execute
+    ``spec.initialPrompt`` (a scheduled run's restart). Its API token is a file, not a variable
+    (see :mod:`.pod`)."""
     env: list[Obj] = []
     parent = parent_session_id(session)
     if parent:
         env.append(_plain("PARENT_SESSION_ID", parent))
-    env.append(_plain("IS_RESUME", "true" if run > 1 else "false"))
+    ann = (session.get("metadata") or {}).get("annotations") or {}
+    forced = ann.get(ANN_FORCE_EXECUTE_PROMPT) == "true"
+    env.append(_plain("IS_RESUME", "true" if run > 1 and not forced else "false"))
     return env
 
 

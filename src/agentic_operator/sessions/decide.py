@@ -194,8 +194,12 @@ def _creating_actions(obs: Observation, *, adopted: bool) -> list[Action]:
     write = write_status(obs, st)
     if write is not None:
         out.append(write)
-    clear = clear_annotations(obs, model.ANN_DESIRED_PHASE)
-    if clear is not None and obs.annotations[model.ANN_DESIRED_PHASE] == model.DESIRED_RUNNING:
+    # The Job exists, so the restart request and the one-run force-execute-prompt are spent.
+    spent = [model.ANN_FORCE_EXECUTE_PROMPT]
+    if obs.annotations.get(model.ANN_DESIRED_PHASE) == model.DESIRED_RUNNING:
+        spent.append(model.ANN_DESIRED_PHASE)
+    clear = clear_annotations(obs, *spent)
+    if clear is not None:
         out.append(clear)
     return out
 
