@@ -117,18 +117,14 @@ def test_the_job_hydrates_then_runs_with_its_sidecar_and_completes_when_the_runn
     watch = PodWatch(deployed, namespace)
     try:
         create(deployed, job)
-        done = wait_for(
-            "the Job complete",
-            lambda: (
-                (j := get_json(deployed, "job", "pod-job", "-n", namespace))
-                and any(
-                    c["type"] == "Complete" and c["status"] == "True"
-                    for c in (j.get("status") or {}).get("conditions") or []
-                )
-                and j
-            ),
-            timeout=90,
-        )
+
+        def complete() -> Obj | None:
+            j = get_json(deployed, "job", "pod-job", "-n", namespace)
+            conds = ((j or {}).get("status") or {}).get("conditions") or []
+            done = any(c["type"] == "Complete" and c["status"] == "True" for c in conds)
+            return j if done else None
+
+        done = wait_for("the Job complete", complete, timeout=90)
         assert done["status"].get("succeeded") == 1
         wait_for(
             "the Succeeded pod watched",

@@ -429,7 +429,7 @@ async def test_identity_is_created_with_the_users_annotation_and_todays_role() -
 
 async def test_an_existing_identity_converges_by_writing_only_what_differs() -> None:
     w = World(user_session())
-    sa = {"metadata": {"name": "ambient-session-s1", "namespace": NS}}
+    sa: Obj = {"metadata": {"name": "ambient-session-s1", "namespace": NS}}
     sa["metadata"]["annotations"] = {"ambient-code.io/created-by-user-id": "someone", "keep": "1"}
     w.api.put(SERVICE_ACCOUNTS, sa)
     old_rules = [{"apiGroups": ["vteam.ambient-code"], "resources": ["agenticsessions"]}]
@@ -503,7 +503,7 @@ async def test_network_policy_failure_is_an_event_and_an_error() -> None:
     w.api.fail[("create", "networkpolicies", "runner-allow-backend-only")] = Forbidden(
         403, "Forbidden", "networkpolicies is forbidden"
     )
-    job = {"spec": {"template": {"spec": {"containers": []}}}}
+    job: Obj = {"spec": {"template": {"spec": {"containers": []}}}}
     action = netpol.ensure(observe(w.session), job)
     assert action is not None
     with pytest.raises(Forbidden):

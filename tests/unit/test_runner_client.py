@@ -17,7 +17,8 @@ from agentic_operator.sessions.decide import decide
 from agentic_operator.sessions.plan import WriteStatus
 from agentic_operator.sessions.runner import RunnerCallError, RunnerClient
 from tests.unit import sessionfix as fix
-from tests.unit.test_apply import NS, World
+from tests.unit.sessionfix import NS
+from tests.unit.test_apply import World
 
 TOKEN = "0b3c6f0e-agui-token"
 
