@@ -43,7 +43,7 @@ test-e2e: setup
 	$(BIN)/pytest -q tests/e2e
 
 # Starts a local control plane, installs the CRDs and RBAC, runs the operator, creates a sample
-# session and follows it to Completed, then keeps running until Ctrl-C.
+# session, follows it to Running, stops it and follows it to Stopped, then keeps running until Ctrl-C.
 run: setup
 	$(BIN)/python -m testenv.run
 
