@@ -594,7 +594,7 @@ def test_pending_timeout_names_the_conditions() -> None:
 
 def test_token_is_kept_while_it_outlives_the_run() -> None:
     lifetime = 2 * 86400 + CFG.pending_timeout + 600  # no ceiling: two days, plus the margins
-    fresh = {
+    fresh: Obj = {
         "metadata": {
             "name": "ambient-runner-token-s1",
             "namespace": "proj",
@@ -782,6 +782,6 @@ def test_the_job_spends_the_restart_request_and_force_execute_prompt(
     ann: dict[str, str], cleared: set[str]
 ) -> None:
     plan = decide(observe(session("Pending", run=2, ann=ann), job(run=2)))
-    [patch] = [a for a in plan.actions if type(a).__name__ == "PatchSession"]
-    annotations = patch.patch["metadata"]["annotations"]  # type: ignore[attr-defined]
+    [patch] = [a for a in plan.actions if isinstance(a, PatchSession)]
+    annotations = patch.patch["metadata"]["annotations"]
     assert annotations == dict.fromkeys(cleared)
