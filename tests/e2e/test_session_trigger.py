@@ -18,7 +18,16 @@ import pytest
 from testenv.controlplane import Cluster
 from testenv.operator_process import OperatorProcess, write_token_kubeconfig
 
-from tests.e2e.helpers import Obj, create, get_json, get_session, wait_for
+from tests.e2e.helpers import (
+    Obj,
+    create,
+    get_json,
+    get_session,
+    runner_secret,
+    session,
+    wait_for,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -258,3 +267,55 @@ def test_bad_input_fails_cleanly_and_creates_nothing(
     assert message in line
     assert runs(deployed, namespace) == []
     assert token_of(trigger_identity) not in r.stderr
+
+
+def test_a_restarted_run_executes_the_new_prompt(
+    deployed: Cluster,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    """With the operator running: the restart's run gets IS_RESUME=false (force-execute-prompt),
+    and the annotation is spent once that run's Job exists."""
+    start_operator()
+    runner_secret(deployed, namespace)
+    body = session("nightly-1", namespace, duration="1s")
+    body["metadata"]["labels"] = {LABEL: SCHEDULE}
+    create(deployed, body)
+    wait_phase(deployed, namespace, "nightly-1", "Completed", timeout=90)
+
+    def rbac_ready() -> bool:
+        ps = get_json(deployed, "projectsettings", "projectsettings", "-n", namespace) or {}
+        return bool((ps.get("status") or {}).get("scheduledSessionRBACReady"))
+
+    wait_for("scheduledSessionRBACReady", rbac_ready)
+    kubeconfig = tmp_path / "trigger.kubeconfig"
+    write_token_kubeconfig(
+        deployed, kubeconfig, namespace=namespace, service_account="ambient-session-trigger"
+    )
+    r = run_trigger(kubeconfig, **trigger_env(namespace, REUSE_LAST_SESSION="true"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "session-trigger: restarted session nightly-1"
+
+    def second_run_job() -> Obj | None:
+        job = get_json(deployed, "job", "nightly-1-job", "-n", namespace) or {}
+        annotations = (job.get("metadata") or {}).get("annotations") or {}
+        return job if annotations.get("ambient-code.io/run") == "2" else None
+
+    job = wait_for("the second run's Job", second_run_job, timeout=60)
+    [runner] = [
+        c
+        for c in job["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "ambient-code-runner"
+    ]
+    env = {e["name"]: e.get("value") for e in runner["env"]}
+    assert env["IS_RESUME"] == "false"
+
+    def spent() -> bool:
+        s = get_session(deployed, namespace, "nightly-1") or {}
+        ann = s["metadata"].get("annotations") or {}
+        return "ambient-code.io/force-execute-prompt" not in ann
+
+    wait_for("force-execute-prompt cleared", spent)
+    s = get_session(deployed, namespace, "nightly-1") or {}
+    assert s["spec"]["initialPrompt"] == TEMPLATE["initialPrompt"]
