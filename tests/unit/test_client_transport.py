@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
@@ -18,76 +17,9 @@ from agentic_operator.kube import errors
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.config import KubeConfig
 from agentic_operator.kube.transport import AIOHTTP_RESENT_METHODS
+from tests.unit.rawserver import OK_JSON, PATH, Handler, Server
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
-
-PATH = "/api/v1/namespaces/ns/configmaps/x"
-OK_JSON = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}'
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-
-@dataclass
-class Server:
-    handler: Handler
-    requests: list[bytes] = field(default_factory=list)
-    connections: int = 0
-    url: str = ""
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set each time the server has closed a connection."""
-
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes | None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        request = head + (await reader.readexactly(length) if length else b"")
-        self.requests.append(request)
-        return request
-
-    def methods(self) -> list[str]:
-        return [r.split(b" ", 1)[0].decode() for r in self.requests]
-
-    async def wait_closed(self) -> None:
-        """Until the server closed a connection and the client has seen the end of it."""
-        await asyncio.wait_for(self.closed.wait(), 5)
-        self.closed.clear()
-        await asyncio.sleep(0.02)  # the client's loop reads the EOF
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
-    servers: list[asyncio.Server] = []
-
-    async def start(handler: Handler) -> Server:
-        state = Server(handler)
-
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            state.connections += 1
-            try:
-                await handler(reader, writer, state)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-                try:
-                    await writer.wait_closed()
-                except ConnectionError:
-                    pass
-                state.closed.set()
-
-        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-        servers.append(server)
-        state.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        return state
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.fixture

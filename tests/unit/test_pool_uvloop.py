@@ -14,18 +14,14 @@ import uvloop
 from testenv.pki import PKI, generate_pki
 
 from agentic_operator.kube import errors
+from tests.unit.rawserver import OK_JSON, PATH, Handler, Server, start_server
 from tests.unit.test_pool import (
-    OK_JSON,
-    PATH,
     Client,
-    Handler,
-    Server,
     answer_then_hang_up,
     answers,
     fail_at,
     make_client,
     send,
-    start_server,
 )
 
 Scenario = Callable[[Server, Client], Awaitable[None]]
