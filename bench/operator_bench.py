@@ -2,8 +2,8 @@
 
 Everything runs as real processes (testenv's etcd, kube-apiserver, controller-manager, scheduler and
 kwok; the operator as ``python -m agentic_operator`` under its own ServiceAccount, default flags,
-``--max-concurrent-reconciles 10``). One change to testenv's defaults: a /16 Service IP range
-(:data:`SERVICE_RANGE`). Three phases, each bounded in time:
+``--max-concurrent-reconciles 10``; set up by :func:`bench.cluster.operator_cluster`, with its /16
+Service IP range). Three phases, each bounded in time:
 
 1. **Full run.** ``kubectl get -w`` watchers on sessions and Jobs are started first; then N sessions
    (runner outcome ``complete``, ``TESTENV_RUNNER_DURATION=1s``) are created by a few parallel
@@ -48,11 +48,10 @@ from testenv.binaries import find_kubectl
 from testenv.controlplane import ControlPlane
 from testenv.operator_process import OperatorProcess
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.cluster import log, make_namespace, operator_cluster
+
 RUN_NS = "bench-run"
 STORED_NS = "bench-stored"
-MANAGED_LABEL = "ambient-code.io/managed"
-RUNNER_SECRET = "ambient-runner-secrets"  # noqa: S105 - a Secret's name
 SESSION_CONTROLLER = "agenticsession-controller"
 NOOP_ANNOTATION = "bench.ambient-code.io/noop"
 SYNC_ANNOTATION = "bench.ambient-code.io/sync"
@@ -64,17 +63,13 @@ READ_VERBS = frozenset({"get", "list", "watch"})
 EVENTS = "events"
 LATER_THAN_RUNNING = ("Running", "Completed", "Failed")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVICE_RANGE = "10.0.0.0/16"
-"""Every running session owns a ClusterIP Service. testenv's default range is a /24 (254 IPs): with
-more sessions alive at once, Service creation fails with "range is full" and the run measures
-retries instead of the operator. Real clusters use a /12 or /16."""
 
 Obj = dict[str, Any]
 Sample = tuple[str, dict[str, str], float]
 
 
 def _log(msg: str) -> None:
-    print(f"[operator bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    log("operator", msg)
 
 
 # --- /proc ---------------------------------------------------------------------------------------
@@ -300,30 +295,6 @@ def session_manifest(name: str, namespace: str) -> Obj:
     }
 
 
-def deploy(cp: ControlPlane) -> None:
-    cp.kubectl("apply", "-f", str(REPO / "deploy" / "namespace.yaml"))
-    cp.kubectl("apply", "-k", str(REPO / "deploy" / "crds"))
-    cp.kubectl("apply", "-k", str(REPO / "deploy" / "rbac"))
-    cp.kubectl("wait", "--for", "condition=established", "crd", "--all", "--timeout=60s")
-
-
-def make_namespace(cp: ControlPlane, name: str, *, managed: bool) -> None:
-    labels = {MANAGED_LABEL: "true"} if managed else {}
-    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
-    cp.kubectl("create", "-f", "-", input=json.dumps(ns))
-    cp.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s")
-    if managed:
-        cp.kubectl(
-            "create",
-            "secret",
-            "generic",
-            RUNNER_SECRET,
-            "-n",
-            name,
-            "--from-literal=ANTHROPIC_API_KEY=placeholder",
-        )
-
-
 def in_parallel(cp: ControlPlane, args: list[str], items: list[Obj], timeout: float) -> None:
     """``kubectl <args> -f -`` over ``items``, as CREATE_WORKERS Lists in parallel processes."""
     chunks = [items[i::CREATE_WORKERS] for i in range(CREATE_WORKERS)]
@@ -370,6 +341,35 @@ def phase_counts(cp: ControlPlane, namespace: str) -> dict[str, int]:
 def count_objects(cp: ControlPlane, kinds: str, namespace: str) -> int:
     out = cp.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout
     return len(out.split())
+
+
+def request_figures(delta: Requests, n: int) -> dict[str, float]:
+    """Requests per session of a ``requests_delta``: by verb and, for writes, by resource, with
+    Events apart (``event_writes_per_session``, not in ``writes_per_session``) and the non-2xx
+    answers by verb and code."""
+    by_verb: defaultdict[str, float] = defaultdict(float)
+    by_resource: defaultdict[str, float] = defaultdict(float)
+    by_code: defaultdict[str, float] = defaultdict(float)
+    event_writes = 0.0
+    for (verb, resource, code), value in delta.items():
+        if resource == EVENTS:
+            event_writes += value if verb not in READ_VERBS else 0
+            continue
+        by_verb[verb] += value
+        if verb not in READ_VERBS:
+            by_resource[resource] += value
+        if not code.startswith("2"):
+            by_code[f"{verb} {code}"] += value
+    out: dict[str, float] = {}
+    for verb in sorted(by_verb):
+        out[f"requests_per_session.{verb}"] = by_verb[verb] / n
+    out["writes_per_session"] = sum(by_resource.values()) / n
+    for resource in sorted(by_resource):
+        out[f"writes_per_session.{resource}"] = by_resource[resource] / n
+    for what in sorted(by_code):
+        out[f"not_2xx_per_session.{what}"] = by_code[what] / n
+    out["event_writes_per_session"] = event_writes / n
+    return out
 
 
 # --- phases --------------------------------------------------------------------------------------
@@ -462,31 +462,11 @@ def full_run(cp: ControlPlane, op: OperatorProcess, n: int) -> dict[str, float]:
         "to_running_p99_s": percentile(to_running, 99),
         "running_not_observed": skipped,
     }
-    by_verb: defaultdict[str, float] = defaultdict(float)
-    by_resource: defaultdict[str, float] = defaultdict(float)
-    by_code: defaultdict[str, float] = defaultdict(float)
-    event_writes = 0.0
-    for (verb, resource, code), value in delta.items():
-        if resource == EVENTS:
-            event_writes += value if verb not in READ_VERBS else 0
-            continue
-        by_verb[verb] += value
-        if verb not in READ_VERBS:
-            by_resource[resource] += value
-        if not code.startswith("2"):
-            by_code[f"{verb} {code}"] += value
-    for verb in sorted(by_verb):
-        out[f"requests_per_session.{verb}"] = by_verb[verb] / n
-    out["writes_per_session"] = sum(by_resource.values()) / n
-    for resource in sorted(by_resource):
-        out[f"writes_per_session.{resource}"] = by_resource[resource] / n
-    for what in sorted(by_code):
-        out[f"not_2xx_per_session.{what}"] = by_code[what] / n
+    out.update(request_figures(delta, n))
     out["reconciles_per_session"] = (reconciles(after_samples) - reconciles(before_samples)) / n
     out["reconcile_errors_per_session"] = (
         reconcile_errors(after_samples) - reconcile_errors(before_samples)
     ) / n
-    out["event_writes_per_session"] = event_writes / n
     out["api_requests_per_s"] = sum(delta.values()) / wall
     out["cpu_ms_per_session"] = (cpu1 - cpu0) * 1000 / n
     out["cpu_ms_per_session_with_cleanup"] = (cpu_settled - cpu0) * 1000 / n
@@ -582,28 +562,8 @@ def run(sessions: int = 1000, stored: int = 10000, profile: Path | None = None) 
     """
     if sessions < 1:
         raise ValueError("sessions must be >= 1")
-    command = None
-    if profile is not None:
-        command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "agentic_operator"]
-    cp = ControlPlane(
-        extra_args={"kube-apiserver": [f"--service-cluster-ip-range={SERVICE_RANGE}"]}
-    )
-    _log("starting the control plane")
-    cp.start()
-    op: OperatorProcess | None = None
-    try:
-        deploy(cp)
-        make_namespace(cp, RUN_NS, managed=True)
-        op = OperatorProcess(
-            cp,
-            ["--max-concurrent-reconciles", "10"],
-            {"DEV_MODE": "false"},
-            name="bench-operator",
-            command=command,
-        )
-        op.start()
-        op.wait_ready(120)
-        _log(f"operator ready (pid {op.pid}); creating {sessions} sessions")
+    with operator_cluster("operator", RUN_NS, profile) as (cp, op):
+        _log(f"creating {sessions} sessions")
         results = full_run(cp, op, sessions)
         results.update(noop(cp, op, min(NOOP_SESSIONS, sessions)))
         if profile is None:
@@ -612,14 +572,6 @@ def run(sessions: int = 1000, stored: int = 10000, profile: Path | None = None) 
             op.stop()
             _log(f"operator profile written to {profile}")
         return results
-    except BaseException:
-        if op is not None:
-            print(f"operator log (last lines):\n{op.log_tail(40)}", file=sys.stderr)
-        raise
-    finally:
-        if op is not None:
-            op.stop()
-        cp.stop()
 
 
 if __name__ == "__main__":
