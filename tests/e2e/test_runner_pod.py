@@ -256,3 +256,37 @@ def test_a_failed_hydration_or_an_oom_kill_fails_the_session(
     ready = condition(failed, "Ready")
     assert ready["reason"] == reason
     assert message in ready["message"]
+
+
+def test_a_stop_during_hydration_ends_stopped_before_the_runner_ever_ran(
+    deployed: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    """The backend's stop while ``init-hydrate`` still runs: the session is Creating, the stop is
+    honoured there (upstream ignores it while the pod exists), and it ends Stopped with no pod of
+    the session left and no runner container ever started."""
+    start_operator()
+    runner_secret(deployed, namespace)
+    watch = PodWatch(deployed, namespace)
+    try:
+        slow = {"TESTENV_HYDRATE_DURATION": "300s"}
+        create(deployed, session("hydrating", namespace, outcome="run-forever", env=slow))
+        wait_for(
+            "init-hydrate running",
+            lambda: any(states(p).get("init-hydrate") == "running" for p in watch.versions),
+            timeout=60,
+        )
+        creating = get_json(deployed, "agenticsession", "hydrating", "-n", namespace)
+        assert creating is not None
+        assert creating["status"]["phase"] == "Creating"
+        annotate(deployed, namespace, "hydrating", "ambient-code.io/desired-phase=Stopped")
+        stopped = wait_phase(deployed, namespace, "hydrating", "Stopped", timeout=90)
+        assert stopped["status"]["stoppedReason"] == "user"
+        assert "ambient-code.io/desired-phase" not in stopped["metadata"].get("annotations", {})
+        left = deployed.kubectl(
+            "get", "pods", "-n", namespace, "-l", "agentic-session=hydrating", "-o", "name"
+        )
+        assert left.stdout.strip() == ""
+        runner = [states(p).get("ambient-code-runner") for p in watch.versions]
+        assert "running" not in runner, runner
+    finally:
+        watch.stop()
