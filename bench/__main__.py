@@ -1,8 +1,9 @@
 """``python -m bench`` (what ``make bench`` runs): all benchmarks, one report, figures and targets.
 
-    python -m bench                                  # queue, informer, floor and operator
+    python -m bench                                  # queue, informer, floor, operator, lifecycle
     python -m bench --only operator --sessions 100 --stored 1000
     python -m bench --only queue --only informer     # no control plane needed (floor neither)
+    python -m bench --only lifecycle --steady-seconds 60 --burst 100
 
 Each figure is printed next to its target (listed in docs/benchmarks.md: the queue and informer
 targets of the controller runtime, the writes, memory and no-op targets of the operator). A
@@ -23,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import floor_bench, informer_bench, operator_bench, queue_bench
+from bench import floor_bench, informer_bench, lifecycle_bench, operator_bench, queue_bench
 
-BENCHES = ("queue", "informer", "floor", "operator")
+BENCHES = ("queue", "informer", "floor", "operator", "lifecycle")
 STORED_FOR_RSS_TARGET = 10_000
 
 
@@ -135,6 +136,65 @@ FIGURES: dict[str, Figure] = {
     "restart_reconciles": Figure("  reconciles after the restart"),
     "restart_writes": Figure("  API writes after the restart"),
 }
+FIGURES.update(
+    {
+        # bench/lifecycle_bench.py: create -> Running -> stop -> Stopped, runners that never exit
+        "lc_sessions": Figure("sessions created at once, run-forever runners, then stopped"),
+        "lc_create_to_running_s": Figure(
+            "  seconds from the first create to the last Running", ",.1f"
+        ),
+        "lc_stop_to_stopped_s": Figure("  seconds from the first stop to the last Stopped", ",.1f"),
+        "requests_per_session": Figure(
+            "API requests per session, all verbs, Events excluded", ",.2f", "<=", 17
+        ),
+        "requests_per_session_with_events": Figure("  same, Events included", ",.2f"),
+        "lc_cpu_ms_per_session": Figure(
+            "operator CPU ms per session (to the end of cleanup)", ",.1f"
+        ),
+        # arrival and burst
+        "arrival_sessions": Figure("sessions created one by one at a steady rate"),
+        "arrival_rate": Figure("  rate, sessions/s", ",.1f"),
+        "arrival_late_max_s": Figure(
+            "  worst lateness of a create against its due time, s", ",.2f"
+        ),
+        "arrival_p50_s": Figure(
+            "creation -> Running at that rate, p50 s (watch receive times)", ",.2f"
+        ),
+        "arrival_p99_s": Figure("creation -> Running at that rate, p99 s", ",.2f"),
+        "arrival_max_s": Figure("  max s", ",.2f"),
+        "arrival_unmeasured": Figure("  sessions without both watch events"),
+        "burst_sessions": Figure("sessions created at once (burst)"),
+        "burst_submit_s": Figure("  seconds to submit the creates", ",.1f"),
+        "burst_wall_s": Figure("  seconds from the first create to the last Running", ",.1f"),
+        "burst_p50_s": Figure("creation -> Running in the burst, p50 s", ",.2f"),
+        "burst_p99_s": Figure("creation -> Running in the burst, p99 s", ",.2f"),
+        "burst_max_s": Figure("  max s", ",.2f"),
+        "burst_unmeasured": Figure("  sessions without both watch events"),
+        # steady state
+        "steady_fill_s": Figure("steady state: seconds to top up the Running sessions", ",.0f"),
+        "steady_sessions": Figure("Running sessions whose lastActivityTime is written"),
+        "steady_window_s": Figure("  window, s", ",.0f"),
+        "steady_activity_writes": Figure("  status writes of lastActivityTime (merge patch)"),
+        "steady_activity_writes_per_s": Figure("  of which per second", ",.1f"),
+        "steady_activity_write_errors": Figure("  of which failed"),
+        "steady_activity_late_p99_s": Figure("  writer lateness against its pace, p99 s", ",.2f"),
+        "steady_activity_write_p50_ms": Figure("  write latency p50 ms", ",.1f"),
+        "steady_activity_write_p99_ms": Figure("  write latency p99 ms", ",.1f"),
+        "steady_cpu_share": Figure("operator CPU share of one core in the window", ",.3f"),
+        "steady_cpu_us_per_activity_write": Figure("  operator CPU us per activity write", ",.0f"),
+        "steady_rss_mb": Figure("operator RSS at the end of the window, MB", ",.1f"),
+        "steady_hwm_mb": Figure("  its peak (VmHWM), MB", ",.1f"),
+        "steady_requests": Figure(
+            "operator API requests in the window (no idle stop due)", op="<=", target=0
+        ),
+        "steady_reconciles": Figure("  reconciles in the window (all controllers)"),
+        "steady_not_running_after": Figure("  sessions not Running after the window"),
+        "steady_control_plane_cores": Figure(
+            "control plane CPU in the window, cores (all components)", ",.2f"
+        ),
+        "steady_writer_cores": Figure("  the benchmark's writer, cores", ",.2f"),
+    }
+)
 RSS_KEYS = ("rss_mb_stored_running", "rss_mb_stored_restarted")
 
 
@@ -153,6 +213,12 @@ def figure(key: str, results: dict[str, float]) -> Figure:
         return Figure(f"  writes per session, {detail}", ",.2f")
     if prefix == "not_2xx_per_session":
         return Figure(f"  non-2xx answers per session, {detail}", ",.2f")
+    if prefix == "calls_per_session":
+        return Figure(f"  requests per session, {detail}", ",.2f")
+    if prefix == "failed_calls_per_session":
+        return Figure(f"  non-2xx answers per session, {detail}", ",.2f")
+    if prefix == "steady_requests":
+        return Figure(f"    {detail}", ",.0f")
     return Figure(key, ",.3f")
 
 
@@ -188,6 +254,38 @@ def report(name: str, results: dict[str, float], seconds: float) -> list[str]:
     return missed
 
 
+def add_lifecycle_options(parser: argparse.ArgumentParser) -> None:
+    d = lifecycle_bench.Options()
+    group = parser.add_argument_group("lifecycle (runners that never exit; a size of 0 skips)")
+    group.add_argument("--lifecycle-sessions", type=int, default=d.lifecycle_sessions)
+    group.add_argument("--steady-sessions", type=int, default=d.steady_sessions)
+    group.add_argument("--steady-seconds", type=float, default=d.steady_seconds)
+    group.add_argument(
+        "--activity-interval", type=float, default=d.activity_interval_s, help="s per session"
+    )
+    group.add_argument("--arrival-rate", type=float, default=d.arrival_rate, help="sessions/s")
+    group.add_argument("--arrival-seconds", type=float, default=d.arrival_seconds)
+    group.add_argument("--burst", type=int, default=d.burst, help="sessions created at once")
+
+
+def lifecycle_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> lifecycle_bench.Options:
+    sizes = (args.lifecycle_sessions, args.steady_sessions, args.burst)
+    rates = (args.steady_seconds, args.arrival_rate, args.arrival_seconds)
+    if min(sizes) < 0 or min(rates) < 0 or args.activity_interval <= 0:
+        parser.error("lifecycle sizes, rates and durations must be >= 0 (the interval > 0)")
+    return lifecycle_bench.Options(
+        lifecycle_sessions=args.lifecycle_sessions,
+        steady_sessions=args.steady_sessions,
+        steady_seconds=args.steady_seconds,
+        activity_interval_s=args.activity_interval,
+        arrival_rate=args.arrival_rate,
+        arrival_seconds=args.arrival_seconds,
+        burst=args.burst,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Run the benchmarks; print one report with targets."
@@ -200,17 +298,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--operator-profile",
         type=Path,
-        help="operator: run it under cProfile, write the stats here (skips the stored phase)",
+        help="operator/lifecycle: run it under cProfile, write the stats here (operator: skips "
+        "the stored phase; with both, the later run overwrites the file)",
     )
+    add_lifecycle_options(parser)
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.stored < 0:
         parser.error("--sessions must be >= 1 and --stored >= 0")
+    lifecycle = lifecycle_options(parser, args)
 
     runners: dict[str, Callable[[], dict[str, float]]] = {
         "queue": queue_bench.run,
         "informer": informer_bench.run,
         "floor": floor_bench.run,
         "operator": lambda: operator_bench.run(args.sessions, args.stored, args.operator_profile),
+        "lifecycle": lambda: lifecycle_bench.run(lifecycle, args.operator_profile),
     }
     print("agentic-operator benchmarks (shared, noisy machine: figures vary between runs)")
     for key, value in machine_info():
