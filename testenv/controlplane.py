@@ -44,6 +44,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Protocol
 
+from testenv.audit import POLICY as AUDIT_POLICY
 from testenv.binaries import REQUIRED, find_binaries, find_kubectl
 from testenv.kwok_watchdog import KwokWatchdog
 from testenv.pki import PKI, CertPair, generate_pki
@@ -321,6 +322,8 @@ class ControlPlane:
         apiserver_port: fixed API server port (default: a free one).
         extra_args: per component name, extra command-line flags appended to the defaults.
         startup_timeout: seconds each component gets to become ready.
+        audit: write the API server's audit log to :attr:`audit_log` (policy
+            :data:`testenv.audit.POLICY`: writes by non-admin users, level Metadata only).
     """
 
     def __init__(
@@ -334,7 +337,11 @@ class ControlPlane:
         apiserver_port: int | None = None,
         extra_args: Mapping[str, Sequence[str]] | None = None,
         startup_timeout: float = 60.0,
+        audit: bool = False,
     ) -> None:
+        self.audit = audit
+        self.audit_log: Path | None = None
+        """The audit log (JSON lines) when started with ``audit=True``."""
         self._requested_workdir = Path(workdir) if workdir is not None else None
         self._binary_dir = Path(binary_dir) if binary_dir is not None else None
         self.keep = keep if keep is not None else os.environ.get(KEEP_ENV) == "1"
@@ -367,6 +374,13 @@ class ControlPlane:
     @property
     def running(self) -> bool:
         return self._started
+
+    @property
+    def pki(self) -> PKI:
+        """The generated certificates (e.g. the serving pair, for a proxy in front of the API)."""
+        if self._pki is None:
+            raise RuntimeError("control plane not started")
+        return self._pki
 
     def __enter__(self) -> ControlPlane:
         self.start()
@@ -572,8 +586,15 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 "--v=1",
+                *audit,
             ]
 
+        audit: list[str] = []
+        if self.audit:
+            policy = self.workdir / "audit-policy.yaml"
+            policy.write_text(AUDIT_POLICY)
+            self.audit_log = self.log_dir / "kube-apiserver-audit.log"
+            audit = [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}"]
         fixed = self._fixed_apiserver_port
         self._start_with_ports(
             "kube-apiserver", ("kube-apiserver",), argv, self._apiserver_ready, fixed=fixed

@@ -60,13 +60,18 @@ def write_token_kubeconfig(
     namespace: str,
     service_account: str,
     duration: str = "24h",
+    server: str | None = None,
 ) -> None:
     """Write a kubeconfig (mode 0600) that authenticates as ``namespace/service_account``.
 
-    The cluster entry (server, CA) is copied from the cluster's own kubeconfig; the bearer token
-    comes from the TokenRequest API via ``kubectl create token`` and is never printed."""
+    The cluster entry (server, CA) is copied from the cluster's own kubeconfig, the server
+    replaced by ``server`` when given (a proxy in front of the API server whose certificate the
+    cluster's CA signed: testenv.faultproxy); the bearer token comes from the TokenRequest API via
+    ``kubectl create token`` and is never printed."""
     view = cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json")
     cluster_entry = json.loads(view.stdout)["clusters"][0]["cluster"]
+    if server is not None:
+        cluster_entry["server"] = server
     token = cluster.kubectl(
         "create", "token", service_account, "-n", namespace, f"--duration={duration}"
     ).stdout.strip()
@@ -97,7 +102,8 @@ class OperatorProcess:
     credentials are used) after ``NAMESPACE=<namespace>``, which the Deployment sets from the
     pod's namespace. ``command`` replaces ``python -m agentic_operator`` (tests of this
     helper use a stand-in; the image test runs ``podman run``); ``{kubeconfig}`` in its items
-    becomes the path of the minted kubeconfig.
+    becomes the path of the minted kubeconfig. ``server`` points the kubeconfig elsewhere than
+    the cluster's API server (a :class:`testenv.faultproxy.FaultProxy`).
     """
 
     def __init__(
@@ -112,8 +118,10 @@ class OperatorProcess:
         workdir: Path | None = None,
         token_duration: str = "24h",  # noqa: S107 - a duration, not a secret
         command: Sequence[str] | None = None,
+        server: str | None = None,
     ) -> None:
         self.cluster = cluster
+        self.server = server
         self.name = name
         self.namespace = namespace
         self.service_account = service_account
@@ -158,6 +166,7 @@ class OperatorProcess:
             namespace=self.namespace,
             service_account=self.service_account,
             duration=self.token_duration,
+            server=self.server,
         )
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         src = str(REPO_ROOT / "src")

@@ -69,7 +69,7 @@ def control_plane() -> Iterator[Cluster]:
         yield _cluster
         _cluster = None
         return
-    cp = ControlPlane()
+    cp = ControlPlane(audit=True)
     cp.start()
     _cluster = cp
     try:
