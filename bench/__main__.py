@@ -144,6 +144,8 @@ FIGURES.update(
             "  seconds from the first create to the last Running", ",.1f"
         ),
         "lc_stop_to_stopped_s": Figure("  seconds from the first stop to the last Stopped", ",.1f"),
+        "lc_not_running": Figure("  of which never seen Running (stuck Creating, see the log)"),
+        "lc_not_stopped": Figure("  of which never seen Stopped"),
         "requests_per_session": Figure(
             "API requests per session, all verbs, Events excluded", ",.2f", "<=", 17
         ),
@@ -157,6 +159,11 @@ FIGURES.update(
         "arrival_late_max_s": Figure(
             "  worst lateness of a create against its due time, s", ",.2f"
         ),
+        "arrival_to_job_p50_s": Figure(
+            "creation -> Job created at that rate, p50 s (watch receive times)", ",.2f"
+        ),
+        "arrival_to_job_p99_s": Figure("creation -> Job created at that rate, p99 s", ",.2f"),
+        "arrival_stuck": Figure("  of which never Running (kwok left the pod stuck)"),
         "arrival_p50_s": Figure(
             "creation -> Running at that rate, p50 s (watch receive times)", ",.2f"
         ),
@@ -166,12 +173,16 @@ FIGURES.update(
         "burst_sessions": Figure("sessions created at once (burst)"),
         "burst_submit_s": Figure("  seconds to submit the creates", ",.1f"),
         "burst_wall_s": Figure("  seconds from the first create to the last Running", ",.1f"),
+        "burst_to_job_p50_s": Figure("creation -> Job created in the burst, p50 s", ",.2f"),
+        "burst_to_job_p99_s": Figure("creation -> Job created in the burst, p99 s", ",.2f"),
+        "burst_stuck": Figure("  of which never Running (kwok left the pod stuck)"),
         "burst_p50_s": Figure("creation -> Running in the burst, p50 s", ",.2f"),
         "burst_p99_s": Figure("creation -> Running in the burst, p99 s", ",.2f"),
         "burst_max_s": Figure("  max s", ",.2f"),
         "burst_unmeasured": Figure("  sessions without both watch events"),
         # steady state
         "steady_fill_s": Figure("steady state: seconds to top up the Running sessions", ",.0f"),
+        "steady_stuck": Figure("  sessions left out: never Running (kwok left the pod stuck)"),
         "steady_sessions": Figure("Running sessions whose lastActivityTime is written"),
         "steady_window_s": Figure("  window, s", ",.0f"),
         "steady_activity_writes": Figure("  status writes of lastActivityTime (merge patch)"),

@@ -6,7 +6,7 @@ import asyncio
 import math
 
 import pytest
-from bench.lifecycle_bench import Pacer, by_verb_resource, phase_latencies, run_paced
+from bench.lifecycle_bench import Pacer, by_verb_resource, phase_latencies, run_paced, settled
 
 
 @pytest.mark.parametrize(
@@ -116,3 +116,17 @@ def test_by_verb_resource() -> None:
         "f.create services 409": 1.0,
         "f.get jobs.batch 404": 2.0,
     }
+
+
+@pytest.mark.parametrize(
+    ("left", "total", "idle_s", "done"),
+    [
+        (0, 100, 0.0, True),  # everyone there
+        (5, 100, 60.0, True),  # 5% stalled for a minute: stragglers
+        (5, 100, 59.0, False),  # still moving recently
+        (6, 100, 600.0, False),  # too many to be stragglers: wait (to the deadline)
+        (1, 10, 60.0, False),  # 10% of a small run
+    ],
+)
+def test_settled(left: int, total: int, idle_s: float, done: bool) -> None:
+    assert settled(left, total, idle_s) is done
