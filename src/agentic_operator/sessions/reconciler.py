@@ -25,12 +25,13 @@ from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict
 from agentic_operator.runtime.controller import Result
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.agents import PodFiles
-from agentic_operator.sessions.apply import Executor, Recorder, Runner, SessionApi
+from agentic_operator.sessions.apply import Executor
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.decide import decide
 from agentic_operator.sessions.model import Phase
 from agentic_operator.sessions.observe import Caches, Observer, PodCaches
 from agentic_operator.sessions.plan import Plan
+from agentic_operator.sessions.ports import Recorder, Runner, SessionApi
 
 log = logging.getLogger("agentic_operator.sessions")
 

@@ -69,27 +69,8 @@ def setup_with_manager(
     ``controller`` is false, for ``--legacy-watch``) the controller. ``namespaces`` (managed
     namespaces) and ``project_settings`` are shared with the project controller and added to
     ``mgr`` by the caller."""
-    runner_selector = f"{model.LABEL_APP}={model.RUNNER_APP}"
-    sessions = Informer(client, AGENTIC_SESSIONS, name="agenticsessions")
-    jobs = Informer(client, JOBS, label_selector=runner_selector, name="jobs")
-    pods = Informer(client, PODS, label_selector=runner_selector, name="pods")
-    services = Informer(client, SERVICES, label_selector=model.LABEL_SESSION, name="services")
-    # Only the trusted CA bundles, and only whether they hold the key the runner mounts.
-    config_maps = Informer(
-        client,
-        CONFIG_MAPS,
-        field_selector=f"metadata.name={model.TRUSTED_CA_CONFIGMAP}",
-        transform=ca_bundle_presence,
-        name="configmaps",
-    )
-    # One object per namespace, by name: the cache holds the runner policies and nothing else.
-    policies = Informer(
-        client,
-        NETWORK_POLICIES,
-        field_selector=f"metadata.name={model.RUNNER_NETWORK_POLICY}",
-        name="networkpolicies",
-    )
-    for informer in (sessions, jobs, pods, services, config_maps, policies):
+    sessions, jobs, pods, services, config_maps, policies = informers = _informers(client)
+    for informer in informers:
         mgr.add_informer(informer)
     pods_index = LabelIndex(pods.store, model.LABEL_SESSION)
     pods.add_handler(pods_index.on_add, pods_index.on_update, pods_index.on_delete)
@@ -119,6 +100,35 @@ def setup_with_manager(
     _watch(ctrl, sessions, jobs, pods, namespaces)
     mgr.add_runnable(ctrl)
     return Sessions(sessions, reconciler, ctrl, runner)
+
+
+def _informers(
+    client: ApiClient,
+) -> tuple[Informer, Informer, Informer, Informer, Informer, Informer]:
+    """Sessions, and what the operator makes for them or reads for their pods: runner Jobs and
+    pods (by the runner label), Services (by the session label), the trusted CA bundles and the
+    runner NetworkPolicies (each by its one name)."""
+    runner_selector = f"{model.LABEL_APP}={model.RUNNER_APP}"
+    return (
+        Informer(client, AGENTIC_SESSIONS, name="agenticsessions"),
+        Informer(client, JOBS, label_selector=runner_selector, name="jobs"),
+        Informer(client, PODS, label_selector=runner_selector, name="pods"),
+        Informer(client, SERVICES, label_selector=model.LABEL_SESSION, name="services"),
+        # Only whether each bundle holds the key the runner mounts, not the certificates.
+        Informer(
+            client,
+            CONFIG_MAPS,
+            field_selector=f"metadata.name={model.TRUSTED_CA_CONFIGMAP}",
+            transform=ca_bundle_presence,
+            name="configmaps",
+        ),
+        Informer(
+            client,
+            NETWORK_POLICIES,
+            field_selector=f"metadata.name={model.RUNNER_NETWORK_POLICY}",
+            name="networkpolicies",
+        ),
+    )
 
 
 def _watch(
