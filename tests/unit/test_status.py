@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from agentic_operator.kube.resources import Obj
-from agentic_operator.sessions.status import RunnerObservation, observe_runner
+from agentic_operator.sessions.verdict import RunnerObservation, observe_runner
 
 JOB_UID = "job-uid-1"
 

@@ -52,12 +52,9 @@ from agentic_operator.sessions.plan import (
     StatusEdit,
     Steps,
 )
-from agentic_operator.sessions.status import (
-    now_rfc3339,
-    observe_runner,
-    parse_time,
-)
+from agentic_operator.sessions.status import now_rfc3339, parse_time
 from agentic_operator.sessions.validation import validate_session
+from agentic_operator.sessions.verdict import observe_runner
 
 STOP_ANNOTATIONS = (model.ANN_DESIRED_PHASE, model.ANN_STOP_REQUESTED_AT, model.ANN_STOP_REASON)
 """Cleared once a stop is done (or found to have nothing left to do)."""

@@ -21,12 +21,8 @@ from agentic_operator.sessions.plan import (
     StatusEdit,
     Steps,
 )
-from agentic_operator.sessions.status import (
-    RunnerObservation,
-    find_condition,
-    now_rfc3339,
-    parse_time,
-)
+from agentic_operator.sessions.status import find_condition, now_rfc3339, parse_time
+from agentic_operator.sessions.verdict import RunnerObservation
 
 
 def set_deadline(obs: Observation, row: str, job: Obj) -> Plan:
