@@ -322,6 +322,7 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -381,10 +382,15 @@ class FaultProxy:
             self._server.close()
         for writer in list(self._clients):
             writer.transport.abort()
-        await asyncio.sleep(0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._clients.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         upstream = _Upstream(self.upstream_port, self._client_ctx)
         try:
             while await self._exchange(reader, writer, upstream):
@@ -396,6 +402,7 @@ class FaultProxy:
         finally:
             upstream.close()
             self._clients.discard(writer)
+            self._tasks.discard(task)
             if not writer.transport.is_closing():
                 writer.transport.close()
 
