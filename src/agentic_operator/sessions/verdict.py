@@ -2,7 +2,8 @@
 
 It reads only the Job's conditions and the runner pod's container states, never in-process
 memory, so the verdict survives operator restarts: any reconcile of a Creating or Running session
-can re-derive it from the cluster (the table is in docs/sessions.md, "From runner state to session phase").
+can re-derive it from the cluster (the table: docs/sessions.md, "From runner state to session
+phase").
 """
 
 from __future__ import annotations
