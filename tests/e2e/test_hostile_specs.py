@@ -166,3 +166,27 @@ def test_what_the_schema_lets_through_validation_refuses(
     assert ready["reason"] == "InvalidSpec"
     assert "spec.repos[0].url: must not contain credentials" in ready["message"]
     assert "pw" not in ready["message"]
+
+
+# The names the platform gives sessions: the backend's ``agentic-session-<unix seconds>``, and the
+# session-trigger's scheduled runs, ``<display name, at most 40>-<unix seconds>`` (51 at most).
+PLATFORM_NAMES = [
+    "agentic-session-1764680000",
+    "nightly-triage-of-the-issue-tracker-repo-1764680000",
+    "a" * 40 + "-1764680000",
+    "s" * 55,
+]
+
+
+def test_every_name_the_platform_makes_is_admitted_and_a_longer_one_is_refused_saying_why(
+    deployed: Cluster, namespace: str
+) -> None:
+    for name in PLATFORM_NAMES:
+        body = session(name, namespace)
+        deployed.kubectl("create", "-f", "-", input=json.dumps(body))
+        assert exists(deployed, "agenticsession", name, namespace)
+    for name, why in [("s" * 56, "at most 55 characters"), ("a.b", "must not contain '.'")]:
+        body = session(name, namespace)
+        r = deployed.kubectl("create", "-f", "-", input=json.dumps(body), check=False)
+        assert r.returncode != 0, f"{name} was admitted"
+        assert why in r.stderr, r.stderr
