@@ -204,6 +204,7 @@ FIGURES.update(
             "control plane CPU in the window, cores (all components)", ",.2f"
         ),
         "steady_writer_cores": Figure("  the benchmark's writer, cores", ",.2f"),
+        "watch_restarts": Figure("kubectl watches restarted (their first-seen times may be late)"),
     }
 )
 RSS_KEYS = ("rss_mb_stored_running", "rss_mb_stored_restarted")

@@ -522,6 +522,7 @@ def run(opts: Options | None = None, profile: Path | None = None) -> dict[str, f
         finally:
             for watch in watches:
                 watch.stop()
+        results["watch_restarts"] = sum(w.restarts for w in watches)
         return results
 
 

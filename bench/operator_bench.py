@@ -181,7 +181,13 @@ def wait_reconciles(op: OperatorProcess, target: float, timeout: float) -> float
 
 class Watch:
     """``kubectl get -w --output-watch-events`` with a jsonpath template; a reader thread hands
-    each line, split into fields, to ``on_line`` with its local (monotonic) receive time."""
+    each line, split into fields, to ``on_line`` with its local (monotonic) receive time.
+
+    The API server ends a watch whose reader falls behind (seen under a 1,000-session load on the
+    shared cores: kubectl exited within minutes), and kubectl does not resume one. The watch is
+    then started again: its initial list replays every object as ADDED, so a first-seen time can be
+    late by the gap but is never lost. ``restarts`` counts them; kubectl's stderr goes to
+    ``<log_dir>/watch-<resource>.log``."""
 
     def __init__(
         self,
@@ -192,40 +198,47 @@ class Watch:
         on_line: Callable[[float, list[str]], None],
     ) -> None:
         template = "jsonpath={.type} " + fields + '{"\\n"}'
-        self.proc = subprocess.Popen(
-            [
-                str(find_kubectl()),
-                "--kubeconfig",
-                str(cp.kubeconfig),
-                "get",
-                resource,
-                "-n",
-                namespace,
-                "--watch",
-                "--output-watch-events",
-                "-o",
-                template,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        self._argv = [
+            str(find_kubectl()),
+            *("--kubeconfig", str(cp.kubeconfig), "get", resource, "-n", namespace),
+            *("--watch", "--output-watch-events", "-o", template),
+        ]
+        self._stderr = cp.log_dir / f"watch-{resource}.log"
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.restarts = 0
+        self.proc = self._spawn()
         self._on_line = on_line
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
+    def _spawn(self) -> subprocess.Popen[str]:
+        with self._stderr.open("a") as err:
+            return subprocess.Popen(self._argv, stdout=subprocess.PIPE, stderr=err, text=True)
+
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._on_line(time.monotonic(), line.split())
+        while True:
+            proc = self.proc
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                self._on_line(time.monotonic(), line.split())
+            proc.wait()
+            with self._lock:
+                if self._stopping:
+                    return
+                self.restarts += 1
+                self.proc = self._spawn()
 
     def stop(self) -> None:
-        self.proc.terminate()
+        with self._lock:
+            self._stopping = True
+            proc = self.proc
+        proc.terminate()
         try:
-            self.proc.wait(10)
+            proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            proc.kill()
+            proc.wait()
         self._thread.join(5)
 
 
