@@ -183,11 +183,12 @@ class Watch:
     """``kubectl get -w --output-watch-events`` with a jsonpath template; a reader thread hands
     each line, split into fields, to ``on_line`` with its local (monotonic) receive time.
 
-    The API server ends a watch whose reader falls behind (seen under a 1,000-session load on the
-    shared cores: kubectl exited within minutes), and kubectl does not resume one. The watch is
-    then started again: its initial list replays every object as ADDED, so a first-seen time can be
-    late by the gap but is never lost. ``restarts`` counts them; kubectl's stderr goes to
-    ``<log_dir>/watch-<resource>.log``."""
+    A watch can end: under the lifecycle benchmark's 1,000 sessions on loaded cores the session
+    watch's kubectl exited within ten minutes (the API server closes a watch that falls too far
+    behind, among other reasons), and kubectl does not resume one. The watch is then started again:
+    its initial list replays every object as ADDED, so a first-seen time can be late by the gap
+    but is never lost. ``restarts`` counts them; kubectl's stderr, which says why it ended, goes
+    to ``<log_dir>/watch-<resource>.log``."""
 
     def __init__(
         self,
