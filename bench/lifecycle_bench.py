@@ -341,11 +341,13 @@ def lifecycle_writes(
     asyncio.run(with_client(cp, lambda c: create_sessions(c, names)))
     not_running = wait_phase(cp, op, timeline, names, "Running")
     t_running = time.monotonic()
-    _log(f"{n} sessions Running after {t_running - t0:.1f}s; stopping them")
+    _log(f"{n - not_running}/{n} sessions Running after {t_running - t0:.1f}s; stopping all")
     asyncio.run(with_client(cp, lambda c: stop_sessions(c, names)))
     not_stopped = wait_phase(cp, op, timeline, names, "Stopped")
     t_stopped = time.monotonic()
-    _log(f"{n} sessions Stopped after {t_stopped - t_running:.1f}s; waiting for the cleanup")
+    _log(
+        f"{n - not_stopped}/{n} Stopped after {t_stopped - t_running:.1f}s; waiting for the cleanup"
+    )
     wait_children_gone(cp, 120 + 0.1 * n)
     after = ob.wait_quiet(op, 120)
     cpu1 = ob.cpu_seconds(op.pid)
