@@ -26,6 +26,11 @@ GOOD = [
     pytest.param(session("a" * MAX_SESSION_NAME), id="name-at-limit"),
     pytest.param(session("0-ab-c9"), id="name-digits-dashes"),
     pytest.param(
+        # {"A":"..."}: 8 bytes around the value, so this is the budget to the byte.
+        session(environmentVariables={"A": "a" * (bounds.MAX_ENV_BYTES - 8)}),
+        id="env-at-the-byte-budget",
+    ),
+    pytest.param(
         session(
             repos=[{"url": "https://github.com/o/r.git", "branch": "dev"}, {"url": "git@h:o/r"}],
             mainRepoIndex=1,
@@ -283,6 +288,19 @@ BAD = [
         "spec.repos[1].url",
         "https://",
         id="repo-local-path",
+    ),
+    # Found by tests/e2e/test_fuzz_specs.py: admitted, but its Job (three copies) is too big.
+    pytest.param(
+        session(environmentVariables={"BIG": "a" * 600_000}),
+        "spec.environmentVariables",
+        f"at most {bounds.MAX_ENV_BYTES} bytes",
+        id="env-too-big-for-the-job",
+    ),
+    pytest.param(
+        session(environmentVariables={"A": "\x1f" * (bounds.MAX_ENV_BYTES // 6)}),
+        "spec.environmentVariables",
+        "as JSON",
+        id="env-escapes-count",
     ),
 ]
 

@@ -46,6 +46,13 @@ MAX_REPOS: Final = 100
 MAX_MAIN_REPO_INDEX: Final = MAX_REPOS - 1
 MAX_URL_LENGTH: Final = 2048
 """Characters of a repository or workflow URL."""
+MAX_ENV_BYTES: Final = 256 * 1024
+"""Bytes of ``spec.environmentVariables`` as JSON (names and values, with their escapes): every
+entry is copied into each of the runner pod's three containers (the runner, ``init-hydrate``,
+``state-sync``), and the Job, like any object, must fit in the 1.5 MiB etcd stores. The fuzzed
+specs found a 600 KB value that the API server admitted on the session and then refused on the
+1.8 MB Job, so the session waited for its pending timeout; three copies of 256 KiB leave the
+rest of the Job (the prompt, the repositories) more than half a MiB."""
 MAX_RUN: Final = MAX_INT32
 """``status.run`` (and ``status.sdkRestartCount``): int32 counters."""
 

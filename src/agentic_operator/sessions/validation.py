@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import orjson
+
 from agentic_operator.kube.resources import Obj
 from agentic_operator.sessions import bounds
 from agentic_operator.sessions.model import service_name
@@ -190,6 +192,14 @@ def _check_env(env: Any, errors: list[FieldError]) -> None:
             )
         if not isinstance(value, str):
             errors.append(FieldError(path, "value must be a string"))
+    if all(isinstance(k, str) for k in env) and len(orjson.dumps(env)) > bounds.MAX_ENV_BYTES:
+        errors.append(
+            FieldError(
+                "spec.environmentVariables",
+                f"must be at most {bounds.MAX_ENV_BYTES} bytes as JSON (each entry is copied into"
+                " the runner pod's three containers, and the Job must fit in etcd's 1.5 MiB)",
+            )
+        )
 
 
 def _check_string_fields(
