@@ -409,8 +409,10 @@ def admitted_invalid_fields() -> dict[str, st.SearchStrategy[Any]]:
     return {
         "repos": st.lists(st.fixed_dictionaries({"url": url}), min_size=1, max_size=2),
         "activeWorkflow": st.fixed_dictionaries({"gitUrl": url}),
-        "environmentVariables": st.dictionaries(
-            st.sampled_from(BAD_ENV_NAMES), texts(), min_size=1, max_size=3
+        "environmentVariables": st.one_of(
+            st.dictionaries(st.sampled_from(BAD_ENV_NAMES), texts(), min_size=1, max_size=3),
+            # Admitted on the session, too big for its Job (three copies): bounds.MAX_ENV_BYTES.
+            st.builds(lambda n: {"BIG": "a" * n}, st.sampled_from([300_000, 600_000])),
         ),
         "llmSettings": st.fixed_dictionaries({"model": st.sampled_from(["", " ", "\t"])}),
         "mainRepoIndex": st.sampled_from([3, "7", 99]),
