@@ -179,6 +179,18 @@ def by_verb_resource(
     return {f"{prefix}.{key}": sums[key] / per for key in sorted(sums)}
 
 
+def reconciles_by_controller(
+    before: Iterable[ob.Sample], after: Iterable[ob.Sample], prefix: str
+) -> dict[str, float]:
+    """``{prefix}.<controller> <result>``: the rise of ``controller_runtime_reconcile_total``."""
+    sums: defaultdict[str, float] = defaultdict(float)
+    for sign, samples in ((-1.0, before), (1.0, after)):
+        for name, labels, value in samples:
+            if name == "controller_runtime_reconcile_total":
+                sums[f"{labels.get('controller')} {labels.get('result')}"] += sign * value
+    return {f"{prefix}.{key}": sums[key] for key in sorted(sums) if sums[key]}
+
+
 # --- the benchmark's own API calls ---------------------------------------------------------------
 
 
@@ -447,9 +459,11 @@ def activity_window(
         "steady_rss_mb": ob.memory_mb(op.pid, "VmRSS"),
         "steady_hwm_mb": ob.memory_mb(op.pid, "VmHWM"),
         "steady_requests": sum(delta.values()),
+        "steady_requests_besides_watches": sum(v for k, v in delta.items() if k[0] != "watch"),
     }
     out.update(by_verb_resource(delta, "steady_requests"))
     out["steady_reconciles"] = ob.reconciles(samples1, None) - ob.reconciles(samples0, None)
+    out.update(reconciles_by_controller(samples0, samples1, "steady_reconciles"))
     out["steady_control_plane_cores"] = (cp1 - cp0) / window
     self_cpu = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
     out["steady_writer_cores"] = self_cpu / window

@@ -6,7 +6,14 @@ import asyncio
 import math
 
 import pytest
-from bench.lifecycle_bench import Pacer, by_verb_resource, phase_latencies, run_paced, settled
+from bench.lifecycle_bench import (
+    Pacer,
+    by_verb_resource,
+    phase_latencies,
+    reconciles_by_controller,
+    run_paced,
+    settled,
+)
 
 
 @pytest.mark.parametrize(
@@ -130,3 +137,17 @@ def test_by_verb_resource() -> None:
 )
 def test_settled(left: int, total: int, idle_s: float, done: bool) -> None:
     assert settled(left, total, idle_s) is done
+
+
+def test_reconciles_by_controller() -> None:
+    name = "controller_runtime_reconcile_total"
+    before = [(name, {"controller": "a", "result": "success"}, 10.0), ("other", {}, 5.0)]
+    after = [
+        (name, {"controller": "a", "result": "success"}, 12.0),
+        (name, {"controller": "a", "result": "error"}, 0.0),
+        (name, {"controller": "b", "result": "requeue_after"}, 3.0),
+    ]
+    assert reconciles_by_controller(before, after, "r") == {
+        "r.a success": 2.0,
+        "r.b requeue_after": 3.0,
+    }
