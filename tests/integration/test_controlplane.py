@@ -497,8 +497,11 @@ def test_stop_leaves_no_processes_and_frees_ports(tmp_path: Path) -> None:
     assert not (tmp_path / "cp" / "etcd-data").exists()
 
 
+# The child takes Ctrl-C as a terminal's foreground process does, whatever it inherited: a shell
+# starts background jobs (CI runners among them) with SIGINT ignored, and Python keeps that.
 _CHILD = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path[:0] = {paths!r}
 from testenv.controlplane import ControlPlane
 cp = ControlPlane(workdir={workdir!r}, nodes=1)
