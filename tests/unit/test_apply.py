@@ -355,6 +355,28 @@ async def test_delete_of_a_gone_object_is_done_and_leaves_the_cache() -> None:
     assert w.jobs.get(f"{NS}/s1-job") is None
 
 
+async def test_a_foreground_delete_writes_the_deleting_job_through_to_the_cache() -> None:
+    """The server keeps a Job deleted in the foreground until its pods are gone and answers with
+    it, now carrying a deletionTimestamp; the cache gets that answer, so the reconcile woken by
+    the Stopping write sees the Job as being deleted (row S2) instead of deleting it again."""
+    w = World(session("Running", ann={"ambient-code.io/desired-phase": "Stopped"}))
+    job = {"metadata": {"name": "s1-job", "namespace": NS, "uid": "j1", "resourceVersion": "7"}}
+    w.jobs.items[f"{NS}/s1-job"] = job
+    deleting = copy.deepcopy(job)
+    deleting["metadata"].update(resourceVersion="8", deletionTimestamp="2026-06-02T12:00:00Z")
+
+    async def foreground(*args: Any, **kwargs: Any) -> Obj:
+        w.api.calls.append(("delete", "jobs", "s1-job"))
+        return copy.deepcopy(deleting)
+
+    w.api.delete = foreground  # type: ignore[method-assign]
+    plan = Plan("t", (Delete(JOBS, "s1-job", NS, "j1", "Foreground", "jobs"),))
+    assert await w.executor.apply(w.session, plan) is None
+    held = w.jobs.get(f"{NS}/s1-job")
+    assert held is not None
+    assert held["metadata"]["deletionTimestamp"] == "2026-06-02T12:00:00Z"
+
+
 async def test_token_request_recreates_a_vanished_service_account() -> None:
     w = World(session("Pending", run=2))
     w.api.put(SECRETS, {"metadata": {"name": "ambient-runner-secrets", "namespace": NS}})

@@ -207,8 +207,11 @@ class Executor:
         self._by_name[action.cache].replace_if(live, None)
 
     async def _delete(self, action: Delete) -> None:
+        """A background delete removes the object from the cache; a foreground one writes the
+        answer (the object, now with its ``deletionTimestamp``) through, so the next reconcile,
+        woken at once by this one's status write, does not see it undeleted and delete it again."""
         try:
-            await self.api.delete(
+            left = await self.api.delete(
                 action.resource,
                 action.name,
                 action.namespace,
@@ -216,9 +219,15 @@ class Executor:
                 preconditions={"uid": action.uid},
             )
         except (NotFound, Conflict):
-            pass  # already gone (or replaced by another object: the next reconcile looks again)
-        if action.propagation == "Background" and action.cache is not None:
-            self._by_name[action.cache].remove(f"{action.namespace}/{action.name}")
+            left = None  # already gone (or replaced by another object: the next reconcile looks)
+        if action.cache is None:
+            return
+        cache, key = self._by_name[action.cache], f"{action.namespace}/{action.name}"
+        if action.propagation == "Background":
+            cache.remove(key)
+        elif isinstance(left, dict) and left.get("metadata"):
+            held = cache.get(key)
+            cache.replace_if(left, (held or {}).get("metadata", {}).get("resourceVersion"))
 
     async def _guarded(self, session: Obj, on_error: Any, work: Any) -> None:
         try:
