@@ -12,8 +12,11 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+_T = TypeVar("_T")
 
 
 class Clock(Protocol):
@@ -95,3 +98,38 @@ async def settle(rounds: int = 5) -> None:
     """Let ready callbacks and tasks run (a few loop iterations) without moving any clock."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+async def bounded(clock: Clock, aw: Awaitable[_T], limit: float) -> _T:
+    """Await ``aw`` for at most ``limit`` seconds of ``clock``.
+
+    ``asyncio.timeout`` measures on the event loop's clock, which a FakeClock does not drive.
+    This is the same mechanism on our clock: ``aw`` runs inline in the calling task and a
+    watchdog task cancels the caller when the limit passes; that cancellation is turned into
+    :class:`TimeoutError`, while a cancellation from outside still propagates as such.
+    """
+    task = asyncio.current_task()
+    assert task is not None, "bounded() must run inside a task"
+    expired = False
+    # Cancellations already requested (e.g. release() running while hold() is cancelled);
+    # only ours, on top of them, is a timeout.
+    baseline = task.cancelling()
+
+    async def watchdog() -> None:
+        nonlocal expired
+        await clock.sleep(limit)
+        expired = True
+        task.cancel()
+
+    dog = asyncio.create_task(watchdog())
+    try:
+        result = await aw
+    except asyncio.CancelledError:
+        if expired and task.uncancel() <= baseline:
+            raise TimeoutError from None
+        raise
+    finally:
+        dog.cancel()
+    if expired:  # ``aw`` swallowed our cancellation; undo its bookkeeping
+        task.uncancel()
+    return result

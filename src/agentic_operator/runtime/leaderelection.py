@@ -51,10 +51,9 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
-from agentic_operator.clock import Clock, RealClock
+from agentic_operator.clock import Clock, RealClock, bounded
 from agentic_operator.kube.errors import AlreadyExists, Conflict, KubeError, NotFound
 from agentic_operator.kube.resources import LEASES, Obj
 from agentic_operator.runtime import metrics
@@ -72,8 +71,6 @@ from agentic_operator.runtime.lease import (
 __all__ = ["LeaderElector", "LeadershipLost", "LeaseClient", "format_micro_time"]
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 # Lower bound on any wait in the acquire loop, so a floating-point remainder can never turn it into
 # a busy loop.
@@ -166,7 +163,7 @@ class LeaderElector:
         log.info("leader election: %s campaigning for lease %s", self.identity, self._lease_ref)
         while True:
             try:
-                ok = await self._bounded(self._try_acquire_or_renew(), self.renew_deadline)
+                ok = await bounded(self._clock, self._try_acquire_or_renew(), self.renew_deadline)
             except TimeoutError:
                 self._failure = f"acquire attempt on {self._lease_ref} timed out"
                 ok = False
@@ -213,7 +210,8 @@ class LeaderElector:
         self._set_leading(False, reason="released")
         body = released(self._lease, format_micro_time(self._clock.wall()))
         try:
-            written = await self._bounded(
+            written = await bounded(
+                self._clock,
                 self._client.replace(LEASES, self.name, body, self.namespace),
                 self.renew_deadline,
             )
@@ -252,7 +250,7 @@ class LeaderElector:
                     f"failed to renew lease {self._lease_ref} within {self.renew_deadline:g}s"
                 )
             try:
-                ok = await self._bounded(self._try_acquire_or_renew(), remaining)
+                ok = await bounded(self._clock, self._try_acquire_or_renew(), remaining)
             except TimeoutError:
                 self._failure = f"renewing lease {self._lease_ref} timed out"
                 ok = False
@@ -382,40 +380,6 @@ class LeaderElector:
                 self._lease_ref,
                 reason,
             )
-
-    async def _bounded(self, aw: Awaitable[_T], limit: float) -> _T:
-        """Await ``aw`` for at most ``limit`` seconds of the injected clock.
-
-        ``asyncio.timeout`` measures on the event loop's clock, which a FakeClock does not drive.
-        This is the same mechanism on our clock: ``aw`` runs inline in the calling task and a
-        watchdog task cancels the caller when the limit passes; that cancellation is turned into
-        :class:`TimeoutError`, while a cancellation from outside still propagates as such.
-        """
-        task = asyncio.current_task()
-        assert task is not None, "_bounded must run inside a task"
-        expired = False
-        # Cancellations already requested (e.g. release() running while hold() is cancelled);
-        # only ours, on top of them, is a timeout.
-        baseline = task.cancelling()
-
-        async def watchdog() -> None:
-            nonlocal expired
-            await self._clock.sleep(limit)
-            expired = True
-            task.cancel()
-
-        dog = asyncio.create_task(watchdog())
-        try:
-            result = await aw
-        except asyncio.CancelledError:
-            if expired and task.uncancel() <= baseline:
-                raise TimeoutError from None
-            raise
-        finally:
-            dog.cancel()
-        if expired:  # ``aw`` swallowed our cancellation; undo its bookkeeping
-            task.uncancel()
-        return result
 
 
 def _describe(exc: BaseException) -> str:
