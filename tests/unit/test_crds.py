@@ -316,6 +316,12 @@ def test_repo_list_and_url_bounds(sessions_crd: dict[str, Any]) -> None:
     assert nodes[".spec.mainRepoIndex"]["pattern"] == "^[0-9]{1,2}$"
 
 
+def test_user_context_bounds_are_the_operators(sessions_crd: dict[str, Any]) -> None:
+    nodes = dict(walk(schema(sessions_crd)))
+    for field in ("userId", "displayName"):
+        assert nodes[f".spec.userContext.{field}"]["maxLength"] == bounds.MAX_USER_FIELD
+
+
 URLS = [
     "https://github.com/o/r.git",
     "http://git.example:8080/r",

@@ -234,6 +234,18 @@ BAD = [
     pytest.param(
         session(userContext={"userId": 7}), "spec.userContext.userId", "string", id="user-id"
     ),
+    pytest.param(
+        session(userContext={"userId": "u" * (bounds.MAX_USER_FIELD + 1)}),
+        "spec.userContext.userId",
+        "at most 1024 characters",
+        id="user-id-too-long",
+    ),
+    pytest.param(
+        session(userContext={"displayName": "n" * (bounds.MAX_USER_FIELD + 1)}),
+        "spec.userContext.displayName",
+        "at most 1024 characters",
+        id="user-name-too-long",
+    ),
     # bounds: what the schema refuses now, for objects stored before it did
     pytest.param(
         session(timeout=10_000_000_000),

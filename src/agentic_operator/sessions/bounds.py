@@ -53,6 +53,12 @@ entry is copied into each of the runner pod's three containers (the runner, ``in
 specs found a 600 KB value that the API server admitted on the session and then refused on the
 1.8 MB Job, so the session waited for its pending timeout; three copies of 256 KiB leave the
 rest of the Job (the prompt, the repositories) more than half a MiB."""
+MAX_USER_FIELD: Final = 1024
+"""Characters of ``spec.userContext.userId`` and ``displayName``: the user id becomes the runner
+ServiceAccount's ``created-by-user-id`` annotation (all annotations of an object together may
+hold 256 KiB, so the fuzzed specs' 300 KB id made a ServiceAccount the API server refused and the
+session waited for its pending timeout), and both reach the runner as ``USER_ID``/``USER_NAME``.
+1,024 is far above any user name or id an identity provider issues."""
 MAX_RUN: Final = MAX_INT32
 """``status.run`` (and ``status.sdkRestartCount``): int32 counters."""
 

@@ -89,6 +89,7 @@ def validate_session(session: Obj) -> list[FieldError]:
     ):
         _check_url(workflow["gitUrl"], "spec.activeWorkflow.gitUrl", errors)
     _check_string_fields(spec, "userContext", ("userId", "displayName"), errors)
+    _check_user_lengths(spec, errors)
     return errors
 
 
@@ -214,6 +215,20 @@ def _check_string_fields(
     for sub in subkeys:
         if sub in obj and not isinstance(obj[sub], str):
             errors.append(FieldError(f"spec.{key}.{sub}", "must be a string"))
+
+
+def _check_user_lengths(spec: Obj, errors: list[FieldError]) -> None:
+    """``userContext`` strings within :data:`bounds.MAX_USER_FIELD` characters."""
+    user = spec.get("userContext")
+    for sub in ("userId", "displayName"):
+        value = user.get(sub) if isinstance(user, dict) else None
+        if isinstance(value, str) and len(value) > bounds.MAX_USER_FIELD:
+            errors.append(
+                FieldError(
+                    f"spec.userContext.{sub}",
+                    f"must be at most {bounds.MAX_USER_FIELD} characters",
+                )
+            )
 
 
 def _check_int(
