@@ -281,7 +281,19 @@ def test_a_stop_during_hydration_ends_stopped_before_the_runner_ever_ran(
         annotate(deployed, namespace, "hydrating", "ambient-code.io/desired-phase=Stopped")
         stopped = wait_phase(deployed, namespace, "hydrating", "Stopped", timeout=90)
         assert stopped["status"]["stoppedReason"] == "user"
-        assert "ambient-code.io/desired-phase" not in stopped["metadata"].get("annotations", {})
+        # The stop request is spent by a patch right after the Stopped status write.
+        wait_for(
+            "desired-phase cleared",
+            lambda: (
+                "ambient-code.io/desired-phase"
+                not in (
+                    (get_json(deployed, "agenticsession", "hydrating", "-n", namespace) or {})
+                    .get("metadata", {})
+                    .get("annotations", {})
+                )
+            ),
+            timeout=30,
+        )
         left = deployed.kubectl(
             "get", "pods", "-n", namespace, "-l", "agentic-session=hydrating", "-o", "name"
         )
