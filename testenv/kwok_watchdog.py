@@ -102,6 +102,8 @@ def overdue(pod: dict[str, Any], now: datetime) -> str | None:
         and (not waiting or "ContainerCreating" in waiting)
     ):
         return "not started"
+    if phase == "Running" and "ContainerCreating" in waiting and outcome != "stay-pending":
+        return "running with a container still being created"
     annotations = meta.get("annotations") or {}
     if phase == "Pending" and "PodInitializing" in waiting:
         hydrate = go_duration(
