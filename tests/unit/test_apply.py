@@ -172,6 +172,15 @@ class DictCache:
         self.items[key] = obj
         return True
 
+    def store_result(self, obj: Obj) -> bool:
+        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+        held = (self.items.get(key) or {}).get("metadata", {}).get("resourceVersion")
+        rv = obj["metadata"].get("resourceVersion")
+        if held is not None and rv is not None and (held == rv or int(rv) < int(held)):
+            return False
+        self.items[key] = obj
+        return True
+
     def remove(self, key: str) -> None:
         self.items.pop(key, None)
 

@@ -77,3 +77,36 @@ def test_non_integer_versions_are_never_skipped(cls: type[Store]) -> None:
     store.upsert(obj("a"))
     store.write_through(obj("c", "Creating"), "a")
     assert store.upsert(obj("b", "Pending")).changed is True
+
+
+# (version the cache holds or None, version of the write's result, stored?)
+RESULTS = [
+    pytest.param(None, "5", True, id="absent: stored"),
+    pytest.param("4", "5", True, id="older held: replaced"),
+    pytest.param("5", "5", False, id="same version: nothing to do"),
+    pytest.param("6", "5", False, id="newer held: kept"),
+    pytest.param("x", "5", True, id="not an etcd revision: stored like an event"),
+]
+
+
+@pytest.mark.parametrize("cls", STORES)
+@pytest.mark.parametrize(("held", "written", "stored"), RESULTS)
+def test_store_result_keeps_the_latest_version(
+    cls: type[Store], held: str | None, written: str, stored: bool
+) -> None:
+    store = cls()
+    if held is not None:
+        store.upsert(obj(held, "Held"))
+    assert store.store_result(obj(written, "Ours")) is stored
+    got = store.get("ns/s")
+    assert got is not None
+    assert got["status"]["phase"] == ("Ours" if stored else "Held")
+
+
+@pytest.mark.parametrize("cls", STORES)
+def test_a_stored_result_is_not_regressed_by_its_own_older_events(cls: type[Store]) -> None:
+    store = cls()
+    store.upsert(obj("4", "Held"))
+    assert store.store_result(obj("6", "Deleting"))
+    assert store.upsert(obj("5", "Between")).changed is False  # in flight before ours: skipped
+    assert store.get("ns/s") == obj("6", "Deleting")

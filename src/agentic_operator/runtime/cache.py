@@ -14,8 +14,10 @@ class CacheWriter:
     own writes.
 
     ``replace_if`` writes our own write's result through to the cache (Informer.write_through:
-    only if the cache still holds the version the write was based on); ``remove`` forgets an
-    object we deleted, so a reconcile that runs before the DELETED event does not delete twice.
+    only if the cache still holds the version the write was based on); ``store_result`` does so
+    for a write whose base version is unknown (unless the cache holds that version or a later
+    one); ``remove`` forgets an object we deleted, so a reconcile that runs before the DELETED
+    event does not delete twice.
     """
 
     def __init__(self, informer: Informer) -> None:
@@ -27,6 +29,9 @@ class CacheWriter:
 
     def replace_if(self, obj: Obj, expected_resource_version: str | None) -> bool:
         return self.informer.write_through(obj, expected_resource_version)
+
+    def store_result(self, obj: Obj) -> bool:
+        return self.informer.store_result(obj)
 
     def remove(self, key: str) -> None:
         self.store.delete(key)

@@ -394,6 +394,12 @@ class Informer:
             return False
         return self.store.write_through(prepared, expected_resource_version)
 
+    def store_result(self, obj: Obj) -> bool:
+        """Put the result of the operator's own write of a child into the store (see
+        Store.store_result), pruned and transformed like a watch event."""
+        prepared = self._prepare(obj)
+        return prepared is not None and self.store.store_result(prepared)
+
     def _prepare(self, obj: Obj) -> Obj | None:
         if self._prune:
             prune_object(obj)

@@ -127,11 +127,30 @@ class Store:
                 return False
         elif self._stored_rv(current) != expected_resource_version:
             return False
+        self._remember(key, obj)
+        return True
+
+    def store_result(self, obj: Obj) -> bool:
+        """Store the result of our own write of a child (its create, update or patch, a
+        foreground delete's answer, a read after AlreadyExists) unless the cache already holds
+        that version or a later one. Unlike :meth:`write_through` the caller does not know the
+        version its write was based on, so only etcd-revision order guards against regressing the
+        cache (resourceVersions that are not integers are stored, as a watch event would be)."""
+        key = object_key(obj)
+        current = self._items.get(key)
+        rv = _rv(obj)
+        if current is not None:
+            held = self._stored_rv(current)
+            if held == rv or (held is not None and _older(rv, str(held))):
+                return False
+        self._remember(key, obj)
+        return True
+
+    def _remember(self, key: str, obj: Obj) -> None:
         self._set(key, self._encode(obj))
         rv = _rv(obj)
         if rv is not None:
             self._written[key] = str(rv)
-        return True
 
     def _skip_stale(self, key: str, rv: object) -> bool:
         """True if a watch event of version ``rv`` predates our own pending write of ``key`` (see

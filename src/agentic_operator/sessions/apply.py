@@ -131,8 +131,7 @@ class Executor:
             patched = await self.api.patch(
                 action.resource, action.name, action.body, action.namespace
             )
-            if action.cache is not None:
-                self._by_name[action.cache].replace_if(patched, None)
+            self._store_result(action.cache, patched)
         elif isinstance(action, Delete):
             await self._delete(action)
         elif isinstance(action, EnsureIdentity):
@@ -184,8 +183,7 @@ class Executor:
             if action.on_error is not None:
                 await self._after_failure(session, action.on_error(exc.message))
             raise
-        if action.cache is not None:
-            self._by_name[action.cache].replace_if(created, None)
+        self._store_result(action.cache, created)
         self._effects(session, action.then)
 
     async def _replace(self, action: Replace) -> None:
@@ -193,8 +191,7 @@ class Executor:
         replaced = await self.api.replace(
             action.resource, meta["name"], action.body, meta["namespace"]
         )
-        if action.cache is not None:
-            self._by_name[action.cache].replace_if(replaced, None)
+        self._store_result(action.cache, replaced)
 
     async def _read_into_cache(self, action: Create) -> None:
         if action.cache is None:
@@ -204,7 +201,7 @@ class Executor:
             live = await self.api.get(action.resource, meta["name"], meta["namespace"])
         except NotFound:
             return  # gone again already: the next decision sees that
-        self._by_name[action.cache].replace_if(live, None)
+        self._store_result(action.cache, live)
 
     async def _delete(self, action: Delete) -> None:
         """A background delete removes the object from the cache; a foreground one writes the
@@ -220,14 +217,15 @@ class Executor:
             )
         except (NotFound, Conflict):
             left = None  # already gone (or replaced by another object: the next reconcile looks)
-        if action.cache is None:
-            return
-        cache, key = self._by_name[action.cache], f"{action.namespace}/{action.name}"
-        if action.propagation == "Background":
-            cache.remove(key)
+        if action.propagation == "Background" and action.cache is not None:
+            self._by_name[action.cache].remove(f"{action.namespace}/{action.name}")
         elif isinstance(left, dict) and left.get("metadata"):
-            held = cache.get(key)
-            cache.replace_if(left, (held or {}).get("metadata", {}).get("resourceVersion"))
+            self._store_result(action.cache, left)
+
+    def _store_result(self, cache: str | None, obj: Obj) -> None:
+        """What a write of a child answered, into the cache that watches it (when it has one)."""
+        if cache is not None:
+            self._by_name[cache].store_result(obj)
 
     async def _guarded(self, session: Obj, on_error: Any, work: Any) -> None:
         try:

@@ -45,6 +45,8 @@ class WritableCache(Cache, Protocol):
 
     def replace_if(self, obj: Obj, expected_resource_version: str | None) -> bool: ...
 
+    def store_result(self, obj: Obj) -> bool: ...
+
     def remove(self, key: str) -> None: ...
 
 
@@ -206,7 +208,7 @@ class Observer:
         job = await self._get(JOBS, model.job_name(obs.name), obs.namespace)
         if job is None:
             return replace(obs, job_confirmed=True)
-        self.caches.jobs.replace_if(job, None)
+        self.caches.jobs.store_result(job)
         pods = tuple(self.caches.pods_by_session(obs.namespace, obs.name))
         return replace(obs, job=job, pods=pods, job_confirmed=True)
 
