@@ -9,6 +9,8 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import pytest
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 
 PATH = "/api/v1/namespaces/ns/configmaps/x"
@@ -75,3 +77,35 @@ async def start_server(
     scheme = "https" if context else "http"
     state.url = f"{scheme}://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     return server, state
+
+
+def answers(*responses: bytes) -> Handler:
+    """Answer the n-th request on a connection with ``responses[n]`` (then hold the connection
+    until the client closes it)."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
+    ) -> None:
+        for response in responses:
+            if await server.read_request(reader) is None:
+                return
+            writer.write(response)
+            await writer.drain()
+        await reader.read()
+
+    return handler
+
+
+FRAMINGS = [
+    pytest.param(OK_JSON, {"a": 1}, id="content-length"),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'3\r\n{"a\r\n4;ext=1\r\n":1}\r\n0\r\nX-Trailer: t\r\n\r\n',
+        {"a": 1},
+        id="chunked-with-extension-and-trailer",
+    ),
+    pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", {}, id="no-content"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", {}, id="empty"),
+    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" + OK_JSON, {"a": 1}, id="informational-first"),
+]
+"""Well-framed answers and the JSON each carries: every transport must read them alike."""

@@ -17,7 +17,7 @@ from agentic_operator.kube import errors
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.config import KubeConfig
 from agentic_operator.kube.transport import AIOHTTP_RESENT_METHODS
-from tests.unit.rawserver import OK_JSON, PATH, Handler, Server
+from tests.unit.rawserver import FRAMINGS, OK_JSON, PATH, Handler, Server, answers
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -45,22 +45,6 @@ async def connect() -> AsyncIterator[Callable[..., ApiClient]]:
         await client.close()
 
 
-def answers(*responses: bytes) -> Handler:
-    """Answer the n-th request on a connection with ``responses[n]`` (then keep reading)."""
-
-    async def handler(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
-    ) -> None:
-        for response in responses:
-            if await server.read_request(reader) is None:
-                return
-            writer.write(response)
-            await writer.drain()
-        await reader.read()  # hold the connection until the client closes it
-
-    return handler
-
-
 def answer_then_hang_up(raw: bytes) -> Handler:
     """Answer the first request on a connection with ``raw``, then close the connection."""
 
@@ -79,23 +63,7 @@ async def send(client: ApiClient, method: str) -> dict[str, object]:
     return await client.request(method, PATH, body=body)
 
 
-@pytest.mark.parametrize(
-    ("raw", "body"),
-    [
-        pytest.param(OK_JSON, {"a": 1}, id="content-length"),
-        pytest.param(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b'3\r\n{"a\r\n4;ext=1\r\n":1}\r\n0\r\nX-Trailer: t\r\n\r\n',
-            {"a": 1},
-            id="chunked-with-extension-and-trailer",
-        ),
-        pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", {}, id="no-content"),
-        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", {}, id="empty"),
-        pytest.param(
-            b"HTTP/1.1 100 Continue\r\n\r\n" + OK_JSON, {"a": 1}, id="informational-first"
-        ),
-    ],
-)
+@pytest.mark.parametrize(("raw", "body"), FRAMINGS)
 async def test_framing_and_keep_alive_reuse(
     serve: Callable[[Handler], Awaitable[Server]],
     connect: Callable[..., ApiClient],

@@ -27,7 +27,7 @@ from agentic_operator.kube.pool import (
     _Connection,
     may_resend,
 )
-from tests.unit.rawserver import OK_JSON, PATH, Handler, Server
+from tests.unit.rawserver import FRAMINGS, OK_JSON, PATH, Handler, Server, answers
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n"
 METHODS = ["GET", "HEAD", "OPTIONS", "TRACE", "POST", "PUT", "PATCH", "DELETE"]
@@ -76,22 +76,6 @@ async def connect() -> AsyncIterator[Callable[..., Client]]:
 
 def answer(method: str) -> bytes:
     return OK_HEAD if method == "HEAD" else OK_JSON
-
-
-def answers(*responses: bytes) -> Handler:
-    """Answer the n-th request on a connection with ``responses[n]`` (then hold it open)."""
-
-    async def handler(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
-    ) -> None:
-        for response in responses:
-            if await server.read_request(reader) is None:
-                return
-            writer.write(response)
-            await writer.drain()
-        await reader.read()
-
-    return handler
 
 
 async def send(client: Client, method: str) -> dict[str, object]:
@@ -259,22 +243,11 @@ async def test_nothing_written_is_sent_on_a_new_connection(
 @pytest.mark.parametrize(
     ("raw", "body"),
     [
-        pytest.param(OK_JSON, {"a": 1}, id="content-length"),
-        pytest.param(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b'3\r\n{"a\r\n4;ext=1\r\n":1}\r\n0\r\nX-Trailer: t\r\n\r\n',
-            {"a": 1},
-            id="chunked-with-extension-and-trailer",
-        ),
+        *FRAMINGS,
         pytest.param(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n" + b'{"a":1}\r\n0\r\n\r\n',
             {"a": 1},
             id="chunked",
-        ),
-        pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", {}, id="no-content"),
-        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", {}, id="empty"),
-        pytest.param(
-            b"HTTP/1.1 100 Continue\r\n\r\n" + OK_JSON, {"a": 1}, id="informational-first"
         ),
     ],
 )

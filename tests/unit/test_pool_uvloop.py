@@ -14,11 +14,10 @@ import uvloop
 from testenv.pki import PKI, generate_pki
 
 from agentic_operator.kube import errors
-from tests.unit.rawserver import OK_JSON, PATH, Handler, Server, start_server
+from tests.unit.rawserver import OK_JSON, PATH, Handler, Server, answers, start_server
 from tests.unit.test_pool import (
     Client,
     answer_then_hang_up,
-    answers,
     fail_at,
     make_client,
     send,
