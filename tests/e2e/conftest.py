@@ -10,14 +10,13 @@ known too. ``tests/e2e/test_log_hygiene.py`` runs last and searches every log fo
 from __future__ import annotations
 
 import base64
-import subprocess
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from testenv.binaries import find_kubectl
 from testenv.controlplane import Cluster
-from testenv.kubectl_watch import json_documents
+from testenv.kubectl_watch import KubectlWatch
 
 TOKEN_SECRET_PREFIX = "ambient-runner-token-"
 LAST = "test_log_hygiene.py"
@@ -29,35 +28,9 @@ class MintedTokens:
     def __init__(self, cluster: Cluster) -> None:
         self.values: dict[str, set[str]] = {}
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._proc: subprocess.Popen[str] | None = None
-        self._argv = [
-            str(find_kubectl()),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "get",
-            "secrets",
-            "--all-namespaces",
-            "--watch",
-            "-o",
-            "json",
-        ]
-        self._thread = threading.Thread(target=self._run, name="minted-tokens", daemon=True)
-        self._thread.start()
+        self._watch = KubectlWatch(cluster.kubeconfig, "secrets", self._take)
 
-    def _run(self) -> None:
-        # kubectl ends its watch when the server closes it: start it again until stopped.
-        while not self._stopped.is_set():
-            self._proc = subprocess.Popen(
-                self._argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-            )
-            assert self._proc.stdout is not None
-            for secret in json_documents(self._proc.stdout):
-                self._take(secret)
-            self._proc.wait()
-            self._stopped.wait(1.0)
-
-    def _take(self, secret: dict[str, object]) -> None:
+    def _take(self, secret: dict[str, Any]) -> None:
         meta = secret.get("metadata")
         data = secret.get("data")
         if not isinstance(meta, dict) or not isinstance(data, dict):
@@ -78,11 +51,7 @@ class MintedTokens:
             return {k: set(v) for k, v in self.values.items()}
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            self._proc.wait(10)
-        self._thread.join(10)
+        self._watch.stop()
 
 
 @pytest.fixture(scope="session")

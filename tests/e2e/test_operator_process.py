@@ -8,16 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from testenv.binaries import find_kubectl
 from testenv.controlplane import Cluster
-from testenv.kubectl_watch import json_documents
+from testenv.kubectl_watch import KubectlWatch
 from testenv.operator_process import OperatorProcess
 
 from tests.e2e.helpers import (
@@ -52,42 +51,21 @@ class JobWatch:
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
         self.uids: defaultdict[str, set[str]] = defaultdict(set)
-        self._proc = subprocess.Popen(
-            [
-                str(find_kubectl()),
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "get",
-                "jobs",
-                "-n",
-                namespace,
-                "--watch",
-                "--output-watch-events",
-                "-o",
-                "json",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+        self._watch = KubectlWatch(
+            cluster.kubeconfig, "jobs", self._seen, namespace=namespace, events=True
         )
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
 
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for event in json_documents(self._proc.stdout):
-            meta = event.get("object", {}).get("metadata", {})
-            if event.get("type") == "ADDED":
-                self.uids[meta["name"]].add(meta["uid"])
+    def _seen(self, event: dict[str, Any]) -> None:
+        meta = event.get("object", {}).get("metadata", {})
+        if event.get("type") == "ADDED":
+            self.uids[meta["name"]].add(meta["uid"])
 
     @property
     def created(self) -> int:
         return sum(len(v) for v in self.uids.values())
 
     def stop(self) -> None:
-        self._proc.terminate()
-        self._proc.wait(10)
-        self._thread.join(5)
+        self._watch.stop()
 
 
 def _writes(samples: dict[str, float], **labels: str) -> float:

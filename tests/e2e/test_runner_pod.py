@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testenv.binaries import find_kubectl
 from testenv.controlplane import Cluster
-from testenv.kubectl_watch import json_documents
+from testenv.kubectl_watch import KubectlWatch
 from testenv.operator_process import OperatorProcess
 
 from agentic_operator.sessions.builders import build_job
@@ -43,35 +40,12 @@ class PodWatch:
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
         self.versions: list[Obj] = []
-        self._proc = subprocess.Popen(
-            [
-                str(find_kubectl()),
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "get",
-                "pods",
-                "-n",
-                namespace,
-                "--watch",
-                "-o",
-                "json",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+        self._watch = KubectlWatch(
+            cluster.kubeconfig, "pods", self.versions.append, namespace=namespace
         )
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for pod in json_documents(self._proc.stdout):
-            self.versions.append(pod)
 
     def stop(self) -> None:
-        self._proc.terminate()
-        self._proc.wait(10)
-        self._thread.join(5)
+        self._watch.stop()
 
 
 def states(pod: Obj) -> dict[str, str]:
