@@ -89,9 +89,10 @@ def test_session_completes_and_cleans_up(
     assert condition(done, "JobCreated")["status"] == "True"
     assert condition(done, "RunnerStarted")["status"] == "True"
 
-    # A finished run deletes its Job and Service; the runner identity stays until deletion.
-    wait_for("Job and Service deleted", lambda: not exists(deployed, "job", "ok-job", namespace))
-    assert not exists(deployed, "service", "session-ok", namespace)
+    # A finished run deletes its Job, and the garbage collector its Service with it; the runner
+    # identity stays until deletion.
+    wait_for("Job deleted", lambda: not exists(deployed, "job", "ok-job", namespace))
+    wait_for("Service collected", lambda: not exists(deployed, "service", "session-ok", namespace))
     token = get_json(deployed, "secret", "ambient-runner-token-ok", "-n", namespace)
     assert token is not None
     assert token["data"]["k8s-token"]
@@ -276,6 +277,21 @@ def test_deleting_a_session_garbage_collects_everything_it_owns(
     ]
     for kind, name in owned:
         assert exists(deployed, kind, name, namespace), f"{kind}/{name} before deletion"
+    # The Service is the run's Job's, with blockOwnerDeletion (a stop's foreground delete of the
+    # Job waits for it).
+    job, svc = (get_json(deployed, k, n, "-n", namespace) for k, n in owned[:2])
+    assert job is not None
+    assert svc is not None
+    assert svc["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": "gone-job",
+            "uid": job["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     deployed.kubectl("delete", "agenticsession", "gone", "-n", namespace, "--wait=false")
     for kind, name in owned:
 

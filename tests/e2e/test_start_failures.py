@@ -1,6 +1,6 @@
 """A start the API server refuses is told on the session, with the API server's own words, and the
 pending timeout names it: here a ResourceQuota that allows no Service refuses the AG-UI Service
-the run needs."""
+the run needs (made once the run's Job exists, while the session is Creating)."""
 
 from __future__ import annotations
 
@@ -50,10 +50,11 @@ def test_a_refused_child_is_written_to_the_session_and_named_by_the_pending_time
         ),
     )
     start_operator(env={"PENDING_TIMEOUT": "20"})
-    create(deployed, session("quota", namespace))
+    # A runner that comes up: without its Service the run is not reachable, so it is not started.
+    create(deployed, session("quota", namespace, outcome="run-forever"))
 
     def refused() -> dict[str, object] | None:
-        s = wait_phase(deployed, namespace, "quota", "Pending", "Failed", timeout=30)
+        s = wait_phase(deployed, namespace, "quota", "Creating", "Failed", timeout=30)
         ready = condition(s, "Ready")
         return ready if ready.get("reason") == "CreateFailed" else None
 
@@ -70,4 +71,4 @@ def test_a_refused_child_is_written_to_the_session_and_named_by_the_pending_time
         "runner did not start within 20s; last failure: CreateFailed: Service session-quota: "
     )
     assert "exceeded quota: no-services" in ended["message"]
-    assert not exists(deployed, "job", "quota-job", namespace)
+    wait_for("the run's Job deleted", lambda: not exists(deployed, "job", "quota-job", namespace))

@@ -124,15 +124,24 @@ def waiting(reason: str, message: str = "") -> Obj:
     return {"waiting": {"reason": reason, "message": message}}
 
 
-def service(owned: bool = True) -> Obj:
+def service(owned: bool = True, *, job_uid: str | None = None) -> Obj:
+    """The AG-UI Service: owned by the Job with ``job_uid`` (today's), else by the session (an
+    earlier version's; by another one unless ``owned``)."""
+    owner = {"uid": UID if owned else "x", "controller": True}
+    if job_uid is not None:
+        owner = {"kind": "Job", "uid": job_uid, "controller": True}
     return {
         "metadata": {
             "name": f"session-{NAME}",
             "namespace": NS,
             "uid": "uid-svc",
-            "ownerReferences": [{"uid": UID if owned else "x", "controller": True}],
+            "ownerReferences": [owner],
         }
     }
+
+
+AUTO: Any = object()
+"""``observe``'s ``svc`` default: the Job's Service when there is a Job, else none."""
 
 
 def observe(
@@ -140,11 +149,13 @@ def observe(
     job_: Obj | None = None,
     pods: tuple[Obj, ...] = (),
     *,
-    svc: Obj | None = None,
+    svc: Obj | None = AUTO,
     confirmed: bool = True,
     start: StartInputs | None = READY_TO_START,
     cfg: SessionConfig = CFG,
 ) -> Observation:
+    if svc is AUTO:
+        svc = None if job_ is None else service(job_uid=job_["metadata"].get("uid"))
     return Observation(
         session=sess,
         cfg=cfg,

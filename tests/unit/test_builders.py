@@ -785,8 +785,8 @@ def test_builders_do_not_mutate_session() -> None:
         repos=[{"url": "u"}],
     )
     snapshot = json.dumps(obj, sort_keys=True)
-    build_job(obj, VERTEX, run=2)
-    build_service(obj)
+    job, _ = build_job(obj, VERTEX, run=2)
+    build_service(obj, {**job, "metadata": {**job["metadata"], "uid": "j-1"}})
     build_token_secret(obj, "tok", datetime(2026, 1, 1, tzinfo=UTC))
     assert json.dumps(obj, sort_keys=True) == snapshot
 
@@ -795,19 +795,31 @@ def test_builders_do_not_mutate_session() -> None:
 
 
 def test_service() -> None:
-    svc = build_service(session())
+    job, _ = build_job(session(), CFG, run=4)
+    job["metadata"]["uid"] = "job-uid-4"
+    svc = build_service(session(), job)
     assert svc["apiVersion"] == "v1"
     assert svc["kind"] == "Service"
     assert svc["metadata"]["name"] == "session-s1"
     assert svc["metadata"]["namespace"] == "ns"
     assert svc["metadata"]["labels"] == {"app": "ambient-code", "agentic-session": "s1", **MARKER}
-    assert svc["metadata"]["ownerReferences"] == [OWNER]
+    # The run's Job owns it (the garbage collector removes it with the Job; a foreground delete
+    # of the Job waits for it), not the session.
+    assert svc["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": "s1-job",
+            "uid": "job-uid-4",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     assert svc["spec"]["selector"] == {"agentic-session": "s1", "app": "ambient-code-runner"}
     assert svc["spec"]["ports"] == [
         {"name": "agui", "port": 8001, "targetPort": "agui", "protocol": "TCP"}
     ]
     # The selector must match the runner pods of any run.
-    job, _ = build_job(session(), CFG, run=4)
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
 

@@ -215,7 +215,6 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
                 "Identity",
                 "Token",
                 "Patch",
-                "Create:Service",
                 "Create:NetworkPolicy",
                 "Create:Job",
                 "Write",
@@ -224,10 +223,9 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
         ),
     ),
     (
-        "P9 Service exists, token current (no token action)",
+        "P9 token current (no token action)",
         observe(
             session("Pending"),
-            svc=service(),
             start=StartInputs(runner_secret=True, token_secret=None),
         ),
         (
@@ -325,6 +323,31 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
             session("Running"), job(), (pod(RUNNING),), cfg=SessionConfig(max_session_duration=7200)
         ),
         ("A5", None, None, ("Patch:Job",), NEXT_STEP),
+    ),
+    (
+        "A14 Job made, no Service yet",
+        observe(session("Creating"), job(), (pod(waiting("ContainerCreating")),), svc=None),
+        ("A14", None, None, ("Create:Service",), NEXT_STEP),
+    ),
+    (
+        "A14 runner already up, no Service yet (Running next)",
+        observe(session("Creating"), job(), (pod(RUNNING),), svc=None),
+        ("A14", None, None, ("Create:Service",), NEXT_STEP),
+    ),
+    (
+        "A14 Service deleted while Running",
+        observe(session("Running"), job(), (pod(RUNNING),), svc=None),
+        ("A14", None, None, ("Create:Service",), NEXT_STEP),
+    ),
+    (
+        "A14 not while Creating past the pending timeout, even with the runner up (A11)",
+        observe(session("Creating", started=700), job(), (pod(RUNNING),), svc=None),
+        ("A11", "Failed", "PendingTimeout", ("Write", "Delete:Job/Background"), None),
+    ),
+    (
+        "A14 not while an earlier run's Service is being collected (its deletion wakes us)",
+        observe(session("Creating"), job(), (pod(RUNNING),), svc=service(job_uid="uid-old-job")),
+        ("A6", "Running", "Running", ("Write",), None),
     ),
     (
         "A6 runner started",
@@ -426,9 +449,9 @@ CASES: list[tuple[str, Observation, tuple[Any, ...]]] = [
     ),
     # --- Stopping
     (
-        "S- Job missing from the cache",
-        observe(session("Stopping"), confirmed=False),
-        ("S-", None, None, (), None),
+        "S1 Job missing from the cache: gone, no confirming read",
+        observe(session("Stopping", ann=STOP), confirmed=False),
+        ("S1", "Stopped", "UserStopped", ("Write", "Patch"), None),
     ),
     (
         "S1 Job gone",
@@ -491,6 +514,11 @@ for terminal in ("Stopped", "Completed", "Failed"):
             f"T4 {terminal}, Service left",
             observe(session(terminal), svc=service()),
             ("T4", None, None, ("Delete:Service/Background",), None),
+        ),
+        (
+            f"T4 {terminal}, the Job's Service left (the garbage collector's)",
+            observe(session(terminal), svc=service(job_uid="uid-old-job")),
+            ("T4", None, None, (), None),
         ),
     ]
 

@@ -225,7 +225,7 @@ def test_post_start_copies_oauth_credentials_only_with_the_oauth_mount() -> None
 
 
 def test_service_port_follows_the_registry() -> None:
-    svc = build_service(session(), port=9100)
+    svc = build_service(session(), {"metadata": {"name": "s1-job", "uid": "j"}}, port=9100)
     assert svc["spec"]["ports"] == [
         {"name": "agui", "port": 9100, "targetPort": "agui", "protocol": "TCP"}
     ]

@@ -15,7 +15,7 @@ from agentic_operator.sessions.setup import (
     namespace_became_managed,
     runner_changed,
     session_changed,
-    session_of_pod,
+    session_of_labelled,
 )
 
 
@@ -94,5 +94,5 @@ def test_namespace_and_pod_mapping() -> None:
     )
     assert namespace_became_managed(plain, managed)
     assert not namespace_became_managed(managed, managed)
-    assert session_of_pod(POD) == ["ns/s"]
-    assert session_of_pod({"metadata": {"namespace": "ns"}}) == []
+    assert session_of_labelled(POD) == ["ns/s"]
+    assert session_of_labelled({"metadata": {"namespace": "ns"}}) == []

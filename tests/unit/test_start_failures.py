@@ -1,6 +1,7 @@
-"""A run start the API server refuses is told on the session: every refused step of row P9 writes
-Ready=False (and its own condition) with the API server's message before the error is retried,
-and the pending timeout names that last failure instead of a list of conditions to look at."""
+"""A run start the API server refuses is told on the session: every refused step of row P9 (and
+the Service, row A14, while Creating) writes Ready=False (and its own condition) with the API
+server's message before the error is retried, and the pending timeout names that last failure
+instead of a list of conditions to look at."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from typing import Any
 import pytest
 
 from agentic_operator.kube.errors import ApiError, Forbidden, Invalid
-from agentic_operator.kube.resources import SECRETS, Obj
+from agentic_operator.kube.resources import JOBS, SECRETS, Obj
 from agentic_operator.sessions import model
 from agentic_operator.sessions.decide import decide
 from agentic_operator.sessions.endings import last_start_failure
 from agentic_operator.sessions.plan import WriteStatus
-from tests.unit.sessionfix import NS, observe, session
+from tests.unit.sessionfix import NS, RUNNING, observe, pod, session
 from tests.unit.test_apply import World
 
 KEY = f"{NS}/s1"
@@ -60,13 +61,6 @@ STEPS: list[Any] = [
         ("TokenProvisionFailed", "SecretsReady", f"runner token: {TOKEN}"),
         "TokenProvisionFailed",
         id="token",
-    ),
-    pytest.param(
-        ("create", "services", "session-s1"),
-        Forbidden(403, "Forbidden", QUOTA),
-        ("CreateFailed", None, f"Service session-s1: {QUOTA}"),
-        "CreateFailed",
-        id="service",
     ),
     pytest.param(
         ("create", "networkpolicies", "runner-allow-backend-only"),
@@ -131,7 +125,9 @@ async def test_a_refused_step_is_recorded_and_named_by_the_pending_timeout(
 
 async def test_a_run_that_gets_going_forgets_the_failure() -> None:
     w = await pending_world()
-    w.api.fail[("create", "services", "session-s1")] = Forbidden(403, "Forbidden", QUOTA)
+    w.api.fail[("create", "serviceaccounts", "ambient-session-s1")] = Forbidden(
+        403, "Forbidden", QUOTA
+    )
     with pytest.raises(Forbidden):
         await w.reconciler.reconcile(KEY)
     await w.reconciler.reconcile(KEY)  # the retry goes through: Creating
@@ -183,3 +179,59 @@ def test_pending_timeout_without_a_failure_says_so() -> None:
     write = next(a for a in plan.actions if isinstance(a, WriteStatus))
     ready = next(c for c in write.status["conditions"] if c["type"] == "Ready")
     assert ready["message"] == "runner did not start within 600s; no step of its start failed"
+
+
+def running_pod(w: World) -> Obj:
+    """The runner pod of the stored Job, its runner up."""
+    job = w.stored(JOBS, "s1-job")
+    assert job is not None
+    up = pod(RUNNING)
+    up["metadata"]["ownerReferences"][0]["uid"] = job["metadata"]["uid"]
+    return up
+
+
+async def creating_world() -> World:
+    w = await pending_world()
+    await w.reconciler.reconcile(KEY)  # P9: the Job, Creating
+    assert w.session["status"]["phase"] == "Creating"
+    w.recorder.events.clear()
+    return w
+
+
+async def test_a_refused_service_while_creating_is_recorded_and_named_by_the_pending_timeout() -> (
+    None
+):
+    w = await creating_world()
+    w.api.fail[("create", "services", "session-s1")] = Forbidden(403, "Forbidden", QUOTA)
+    with pytest.raises(Forbidden):
+        await w.reconciler.reconcile(KEY)  # A14
+    ready = conditions(w.session)[model.COND_READY]
+    assert (ready["status"], ready["reason"]) == ("False", "CreateFailed")
+    assert ready["message"] == f"Service session-s1: {QUOTA}"
+    assert w.session["status"]["phase"] == "Creating"
+    assert w.recorder.events == [("Warning", "CreateFailed")]
+    await w.clock.advance(601)
+    await w.reconciler.reconcile(KEY)
+    ended = conditions(w.session)[model.COND_READY]
+    assert (w.session["status"]["phase"], ended["reason"]) == ("Failed", "PendingTimeout")
+    assert ended["message"] == (
+        f"runner did not start within 600s; last failure: CreateFailed: Service session-s1: {QUOTA}"
+    )
+
+
+async def test_a_refused_service_while_running_keeps_ready_and_says_so() -> None:
+    w = await creating_world()
+    await w.reconciler.reconcile(KEY)  # A14: the Service
+    w.pods.append(running_pod(w))
+    await w.reconciler.reconcile(KEY)  # A6
+    assert w.session["status"]["phase"] == "Running"
+    w.services.items.clear()
+    w.recorder.events.clear()
+    w.api.fail[("create", "services", "session-s1")] = Forbidden(403, "Forbidden", QUOTA)
+    with pytest.raises(Forbidden):
+        await w.reconciler.reconcile(KEY)
+    ready = conditions(w.session)[model.COND_READY]
+    assert (ready["status"], ready["reason"]) == ("True", "Running")
+    assert w.recorder.events == [("Warning", "CreateFailed")]
+    await w.reconciler.reconcile(KEY)  # the retry makes it
+    assert w.services.get(f"{NS}/session-s1") is not None

@@ -13,6 +13,11 @@ What each answer of the API server means here, and nowhere else:
   with an immediate requeue, so the next decision adopts or removes it.
 * A delete that answers NotFound, or Conflict on its UID precondition, found the object gone.
 
+Creates are single-flight per object: a create of an object another reconcile is creating at that
+moment (the namespace's NetworkPolicy, a shared secret copy, when several sessions of a namespace
+start together) waits for that one instead of sending its own, and takes its outcome as an
+AlreadyExists; if that one failed, it sends its own.
+
 The cache may lag our own writes, so what a write returns is written through to it (only over the
 version the write was based on, so a newer watch event is never replaced by an older result) and a
 background delete removes the object from it.
@@ -20,6 +25,7 @@ background delete removes the object from it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -28,6 +34,7 @@ from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, NotF
 from agentic_operator.kube.resources import (
     AGENTIC_SESSIONS,
     Obj,
+    Resource,
 )
 from agentic_operator.runtime.controller import Result
 from agentic_operator.sessions import model
@@ -91,6 +98,7 @@ class Executor:
             "services": caches.services,
             "network_policies": caches.network_policies,
         }
+        self._creating: dict[tuple[Resource, str, str], asyncio.Future[bool]] = {}
 
     async def apply(self, session: Obj, plan: Plan) -> Result | None:
         """Carry out ``plan`` on ``session``; what the controller should do with the key next."""
@@ -171,20 +179,47 @@ class Executor:
         return updated
 
     async def _create(self, session: Obj, action: Create) -> None:
-        ns = action.body["metadata"]["namespace"]
+        meta = action.body["metadata"]
+        key = (action.resource, meta["namespace"], meta["name"])
+        other = self._creating.get(key)
+        if other is not None and await asyncio.shield(other):
+            self._exists(action)  # made by the other reconcile: its answer is in the cache
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._creating[key] = done
+        made = False
         try:
-            created = await self.api.create(action.resource, action.body, ns)
+            await self._post(session, action)
+            made = True
         except AlreadyExists:
-            if action.exists == "ok":
-                return
-            await self._read_into_cache(action)
-            raise Stop(Result(requeue_after=NEXT_STEP)) from None
+            made = True
+            if action.exists == "stale":
+                await self._read_into_cache(action)
+            self._exists(action)
+        finally:
+            del self._creating[key]
+            done.set_result(made)
+
+    async def _post(self, session: Obj, action: Create) -> None:
+        try:
+            created = await self.api.create(
+                action.resource, action.body, action.body["metadata"]["namespace"]
+            )
+        except AlreadyExists:
+            raise
         except ApiError as exc:
             if action.on_error is not None:
                 await self._after_failure(session, action.on_error(exc.message))
             raise
         self._store_result(action.cache, created)
         self._effects(session, action.then)
+
+    @staticmethod
+    def _exists(action: Create) -> None:
+        """What an existing object means for ``action``: the plan goes on (``"ok"``) or stops with
+        an immediate requeue, to be decided again on what the cache now holds (``"stale"``)."""
+        if action.exists == "stale":
+            raise Stop(Result(requeue_after=NEXT_STEP))
 
     async def _replace(self, action: Replace) -> None:
         meta = action.body["metadata"]

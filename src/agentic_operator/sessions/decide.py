@@ -5,7 +5,7 @@ table in ``docs/sessions.md`` is a unit test. Functions are named after the phas
 every plan names its row (``N1``, ``P1``..``P9``, ``A1``..``A13``, ``X1``/``X2``, ``S1``/``S2``,
 ``T1``..``T4``); the table and this module list the rows in the same order, and within a phase the
 first row that matches wins. What the rows share is in :mod:`.endings`; the rows of a live run
-that keep its phase (A5, A8, A12, A13) are in :mod:`.running`, a run's children in
+that keep its phase (A5, A14, A8, A12, A13) are in :mod:`.running`, a run's children in
 :mod:`.start` and :mod:`.netpol`, the spec push (A7) in :mod:`.livespec`.
 
 Rules every row keeps: at most one status write; no row continues into another phase's rows in the
@@ -144,7 +144,7 @@ def runner_secret_missing(obs: Observation, row: str) -> Plan:
 
 
 def start_run(obs: Observation, row: str) -> Plan:
-    """Children first (shared secrets, identity and token, Service, PVC, OAuth placeholder), then
+    """Children first (shared secrets, identity and token, PVC, OAuth placeholder), then
     the Job, whose create is the duplicate fence, then Creating. A step the API server refuses
     is recorded on the session (``endings.record_failures``) before it is retried."""
     steps = Steps().add(*record_failures(obs, start.children(obs)))
@@ -238,6 +238,11 @@ def active(obs: Observation) -> Plan:
     assert job is not None
     if running.job_deadline(job) != (obs.cfg.max_session_duration or None):
         return running.set_deadline(obs, "A5", job)
+    if obs.service is None:
+        # A run that cannot be reached is not started: while Creating, the pending timeout holds.
+        if phase != Phase.RUNNING and pending_remaining(obs) <= 0:
+            return pending_timeout(obs, "A11")
+        return running.create_service(obs, "A14", job)
     if verdict.kind == "running" and phase != Phase.RUNNING:
         return to_running(obs, "A6", verdict.node, job)
     if verdict.kind == "running":
@@ -331,8 +336,9 @@ def request_stop(obs: Observation, row: str) -> Plan:
 
 
 def stopping(obs: Observation) -> Plan:
-    if not obs.job_confirmed:
-        return Plan("S-", reads=frozenset({"job"}))
+    """The cache is trusted here without a confirming read: Stopping is entered only by X1, which
+    saw the Job in it, so its absence now is the watch's word that the Job is gone (a restarted
+    operator lists the Jobs before it reconciles)."""
     job = own_job(obs)
     if job is None:
         return stopped(obs, "S1")

@@ -292,6 +292,23 @@ def owner_reference(session: Obj) -> Obj:
     }
 
 
+def job_owner_reference(job: Obj) -> Obj:
+    """Controller ownerReference pointing at a run's Job, for what lives exactly as long as the
+    run (its AG-UI Service). ``blockOwnerDeletion`` is true, so a foreground delete of the Job
+    (a stop) waits for it: setting it takes ``update`` on ``jobs/finalizers``, which the operator's
+    ClusterRole grants (enforced where OwnerReferencesPermissionEnforcement is on, as on
+    OpenShift)."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 def child_metadata(session: Obj, name: str, labels: dict[str, str]) -> Obj:
     """Metadata of an object the session owns: its namespace, ``labels`` plus this operator's
     marker (``LABEL_MANAGED_BY``), the controller ownerReference."""

@@ -3,8 +3,8 @@
 workspace PVC; and of the namespace's runner NetworkPolicy.
 
 Pure functions from a session (and the config) to plain dicts, each with a controller
-ownerReference to the session (:func:`.model.child_metadata`), except the NetworkPolicy, which
-belongs to the namespace.
+ownerReference to the session (:func:`.model.child_metadata`), except the Service, a dependent of
+the run's Job, and the NetworkPolicy, which belongs to the namespace.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from agentic_operator.sessions.model import (
     UPSTREAM_MANAGED_BY,
     WORKSPACE_APP,
     child_metadata,
+    job_owner_reference,
     oauth_secret_name,
     pvc_name,
     runner_role_name,
@@ -57,16 +58,22 @@ NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 """The label the API server puts on every Namespace with its own name."""
 
 
-def build_service(session: Obj, *, port: int = AGUI_PORT) -> Obj:
-    """AG-UI Service ``session-<s>``; selects by session labels so it serves every run's pod.
-    ``port``: the runner's (its agent registry entry's, 8001 by default), on the Service too."""
+def build_service(session: Obj, job: Obj, *, port: int = AGUI_PORT) -> Obj:
+    """AG-UI Service ``session-<s>``, a dependent of the run's ``job``: it exists while the run's
+    runner can, and goes with the Job (the garbage collector removes it; a foreground delete of the
+    Job waits for it, ``blockOwnerDeletion``). It selects by the session's labels, so a Service of
+    an earlier run still being collected serves the new run's pod meanwhile. ``port``: the
+    runner's (its agent registry entry's, 8001 by default), on the Service too."""
     name = str(session["metadata"]["name"])
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": child_metadata(
-            session, service_name(name), {LABEL_APP: SERVICE_APP, LABEL_SESSION: name}
-        ),
+        "metadata": {
+            "name": service_name(name),
+            "namespace": session["metadata"]["namespace"],
+            "labels": {LABEL_APP: SERVICE_APP, LABEL_SESSION: name, LABEL_MANAGED_BY: MANAGED_BY},
+            "ownerReferences": [job_owner_reference(job)],
+        },
         "spec": {
             "type": "ClusterIP",
             "selector": runner_labels(name),

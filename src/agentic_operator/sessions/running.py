@@ -1,18 +1,19 @@
 """Rows of a run that is starting or up and keeps its phase (pure, like :mod:`.decide`): the
-Job's deadline (A5), the idle auto-stop (A8), scheduling problems while it starts (A12), and the
-refresh of the runner's token while it runs (A13).
+Job's deadline (A5), its AG-UI Service (A14), the idle auto-stop (A8), scheduling problems while
+it starts (A12), and the refresh of the runner's token while it runs (A13).
 """
 
 from __future__ import annotations
 
-from agentic_operator.kube.resources import JOBS, Obj
-from agentic_operator.sessions import inactivity, model, start
+from agentic_operator.kube.resources import JOBS, SERVICES, Obj
+from agentic_operator.sessions import inactivity, model, netpol, objects, start
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.endings import write_status
 from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.plan import (
     NEXT_STEP,
     Count,
+    Create,
     Event,
     Patch,
     PatchSession,
@@ -38,6 +39,39 @@ def set_deadline(obs: Observation, row: str, job: Obj) -> Plan:
 def job_deadline(job: Obj) -> int | None:
     value = (job.get("spec") or {}).get("activeDeadlineSeconds")
     return value if isinstance(value, int) and value > 0 else None
+
+
+def create_service(obs: Observation, row: str, job: Obj) -> Plan:
+    """The run's AG-UI Service, owned by its Job (so the Job's deletion takes it along: no delete
+    of ours at the end of a run), on the port the Job's runner listens on. One that exists
+    already, the cache not having seen it yet, is read in and looked at again."""
+    body = objects.build_service(obs.session, job, port=netpol.runner_port(job))
+    create = Create(
+        SERVICES,
+        body,
+        exists="stale",
+        cache="services",
+        on_error=lambda message: service_failed(obs, row, message),
+    )
+    return Plan(row, (create,), requeue_after=NEXT_STEP)
+
+
+def service_failed(obs: Observation, row: str, message: str) -> Plan:
+    """A refused Service is said (Warning ``CreateFailed``, the error counter) and retried with
+    backoff. While the run starts it is also Ready=False with the API server's words, so the
+    pending timeout names it; a Running session keeps its Ready condition."""
+    phase = str(obs.status.get("phase") or "")
+    text = f"Service {model.service_name(obs.name)}: {message}"
+    effects = (
+        Count(m.SESSION_ERRORS, (obs.namespace, phase, "create_failed")),
+        Event("Warning", model.REASON_CREATE_FAILED, text),
+    )
+    steps = Steps()
+    if phase == model.Phase.CREATING:
+        st = StatusEdit(obs.session, obs.now)
+        st.condition(model.COND_READY, model.COND_FALSE, model.REASON_CREATE_FAILED, text)
+        steps.add(write_status(obs, st))
+    return steps.plan(f"{row}!", effects=effects)
 
 
 def idle_stop(obs: Observation, row: str) -> Plan:

@@ -8,6 +8,7 @@ A session is reconciled when:
 * its Job (ownerReference with ``controller: true``) changes status or gets a deletion mark;
 * a runner pod labelled with its name changes phase, node, scheduling verdict or a container's
   state;
+* a Service labelled with its name is deleted;
 * its namespace becomes managed (``ambient-code.io/managed=true``).
 """
 
@@ -98,6 +99,13 @@ def setup_with_manager(
         clock=clock,
     )
     _watch(ctrl, sessions, jobs, pods, namespaces)
+    # A Service's deletion (the garbage collector taking an earlier run's, or anyone's) wakes its
+    # session, which makes the run's own (row A14); creates and updates need nothing.
+    ctrl.watch(
+        services,
+        session_of_labelled,
+        Predicate(create=lambda _o: False, update=lambda _o, _n: False),
+    )
     mgr.add_runnable(ctrl)
     return Sessions(sessions, reconciler, ctrl, runner)
 
@@ -139,7 +147,7 @@ def _watch(
     ctrl.watch(
         jobs, enqueue_controller_owner(model.KIND, model.GROUP), Predicate(update=job_changed)
     )
-    ctrl.watch(pods, session_of_pod, Predicate(update=runner_changed))
+    ctrl.watch(pods, session_of_labelled, Predicate(update=runner_changed))
 
     def sessions_in(ns: Obj) -> list[str]:
         name = str((ns.get("metadata") or {}).get("name", ""))
@@ -214,7 +222,8 @@ def namespace_became_managed(old: Obj, new: Obj) -> bool:
     return managed(new) and not managed(old)
 
 
-def session_of_pod(pod: Obj) -> list[str]:
-    meta = pod.get("metadata") or {}
+def session_of_labelled(obj: Obj) -> list[str]:
+    """The session an object names in its ``agentic-session`` label (runner pods, Services)."""
+    meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get(model.LABEL_SESSION)
     return [f"{meta.get('namespace')}/{name}"] if name else []

@@ -1,8 +1,9 @@
 """What starting a run creates, as plan actions (phase-table row P9): pure, like :mod:`.decide`.
 
 Order: the shared-secret copies, the runner identity and token (and the session's annotations
-naming them), the AG-UI Service, the workspace PVC and the Google OAuth placeholder, the
-namespace's runner NetworkPolicy (:mod:`.netpol`), and last the Job. Everything before the Job is
+naming them), the workspace PVC and the Google OAuth placeholder, the namespace's runner
+NetworkPolicy (:mod:`.netpol`), and last the Job. The AG-UI Service is the Job's dependent and is
+made once the Job exists (row A14, :func:`.running.create_service`). Everything before the Job is
 create-if-absent or a guarded replace, so a run interrupted half-way is finished by the next
 reconcile without duplicates; the Job's deterministic name is the duplicate fence.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from agentic_operator.kube.resources import JOBS, PERSISTENT_VOLUME_CLAIMS, SECRETS, SERVICES, Obj
+from agentic_operator.kube.resources import JOBS, PERSISTENT_VOLUME_CLAIMS, SECRETS, Obj
 from agentic_operator.sessions import bounds, builders, model, objects
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions.observe import Observation
@@ -59,9 +60,6 @@ def children(obs: Observation) -> list[Action]:
     names = identity_annotations(obs)
     if names is not None:
         out.append(names)
-    if obs.service is None:
-        service = objects.build_service(obs.session, port=obs.start.agent.port)
-        out.append(Create(SERVICES, service, cache="services"))
     if cfg.workspace_pvc:
         out.append(Create(PERSISTENT_VOLUME_CLAIMS, objects.build_workspace_pvc(obs.session, cfg)))
     if cfg.google_oauth_client_id:
