@@ -606,3 +606,20 @@ async def test_concurrent_creates_of_one_object_are_single_flight(
     assert stored is not None
     assert stored["status"]["phase"] == "Creating"
     assert w.policies.get(f"{NS}/runner-allow-backend-only") is not None
+
+
+async def test_a_create_whose_object_reached_the_cache_since_the_observation_sends_nothing() -> (
+    None
+):
+    w = World(session("Pending"))
+    job: Obj = {"spec": {"template": {"spec": {"containers": []}}}}
+    action = netpol.ensure(observe(w.session), job)  # observed without the policy
+    assert isinstance(action, Create)
+    made = w.api.put(action.resource, action.body)
+    w.policies.items[f"{NS}/runner-allow-backend-only"] = made  # another reconcile's, cached
+    plan = Plan("t", (action, WriteStatus({"phase": "Creating"})))
+    assert await w.executor.apply(w.session, plan) is None
+    assert [c for c in w.api.calls if c[1] == "networkpolicies"] == []
+    stored = w.stored(AGENTIC_SESSIONS, "s1")
+    assert stored is not None
+    assert stored["status"]["phase"] == "Creating"

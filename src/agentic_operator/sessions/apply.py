@@ -16,7 +16,8 @@ What each answer of the API server means here, and nowhere else:
 Creates are single-flight per object: a create of an object another reconcile is creating at that
 moment (the namespace's NetworkPolicy, a shared secret copy, when several sessions of a namespace
 start together) waits for that one instead of sending its own, and takes its outcome as an
-AlreadyExists; if that one failed, it sends its own.
+AlreadyExists; if that one failed, it sends its own. A create whose object has reached the cache
+since the plan's observation is taken as an AlreadyExists without a request.
 
 The cache may lag our own writes, so what a write returns is written through to it (only over the
 version the write was based on, so a newer watch event is never replaced by an older result) and a
@@ -184,6 +185,11 @@ class Executor:
         other = self._creating.get(key)
         if other is not None and await asyncio.shield(other):
             self._exists(action)  # made by the other reconcile: its answer is in the cache
+            return
+        cache = self._by_name[action.cache] if action.cache is not None else None
+        if other is None and cache is not None and cache.get(f"{key[1]}/{key[2]}") is not None:
+            # Made (by another reconcile, or seen by the watch) since this plan's observation.
+            self._exists(action)
             return
         done = asyncio.get_running_loop().create_future()
         self._creating[key] = done
