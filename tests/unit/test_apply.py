@@ -7,7 +7,6 @@ precondition) and records every call, so the tests can count requests and inject
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Mapping
 from typing import Any
@@ -559,52 +558,6 @@ async def test_network_policy_failure_is_an_event_and_an_error() -> None:
     assert w.recorder.events == [("Warning", "NetworkPolicyFailed")]
     # The next attempt goes through and lands in the cache.
     await w.executor.apply(w.session, Plan("t", (action,)))
-    assert w.policies.get(f"{NS}/runner-allow-backend-only") is not None
-
-
-def gate_creates(api: FakeApi, *, refuse: bool) -> asyncio.Event:
-    """Make ``api``'s creates wait for the returned event (so two reconciles can be in one create
-    at once); with ``refuse``, the first of them is refused."""
-    gate, plain, refusals = asyncio.Event(), api.create, [refuse]
-
-    async def create(res: Resource, body: Obj, namespace: str | None = None) -> Obj:
-        await gate.wait()
-        if refusals.pop() if refusals else False:
-            api.calls.append(("create", res.plural, body["metadata"]["name"]))
-            raise Forbidden(403, "Forbidden", "networkpolicies is forbidden")
-        return await plain(res, body, namespace)
-
-    api.create = create  # type: ignore[method-assign]
-    return gate
-
-
-@pytest.mark.parametrize(
-    ("refuse", "creates", "errors"),
-    [
-        (False, 1, 0),  # the second reconcile takes the first one's object: one request
-        (True, 2, 1),  # the first was refused: the second sends its own, which goes through
-    ],
-)
-async def test_concurrent_creates_of_one_object_are_single_flight(
-    refuse: bool, creates: int, errors: int
-) -> None:
-    w = World(session("Pending"))
-    gate = gate_creates(w.api, refuse=refuse)
-    job: Obj = {"spec": {"template": {"spec": {"containers": []}}}}
-    action = netpol.ensure(observe(w.session), job)
-    assert isinstance(action, Create)
-    plan = Plan("t", (action, WriteStatus({"phase": "Creating"})))
-    first = asyncio.create_task(w.executor.apply(w.session, Plan("t", (action,))))
-    second = asyncio.create_task(w.executor.apply(w.session, plan))
-    await asyncio.sleep(0)
-    gate.set()
-    outcomes = await asyncio.gather(first, second, return_exceptions=True)
-    assert [c[0] for c in w.api.calls if c[1] == "networkpolicies"] == ["create"] * creates
-    assert sum(isinstance(o, Forbidden) for o in outcomes) == errors
-    assert outcomes[1] is None, "the second plan went on to its status write"
-    stored = w.stored(AGENTIC_SESSIONS, "s1")
-    assert stored is not None
-    assert stored["status"]["phase"] == "Creating"
     assert w.policies.get(f"{NS}/runner-allow-backend-only") is not None
 
 

@@ -13,11 +13,8 @@ What each answer of the API server means here, and nowhere else:
   with an immediate requeue, so the next decision adopts or removes it.
 * A delete that answers NotFound, or Conflict on its UID precondition, found the object gone.
 
-Creates are single-flight per object: a create of an object another reconcile is creating at that
-moment (the namespace's NetworkPolicy, a shared secret copy, when several sessions of a namespace
-start together) waits for that one instead of sending its own, and takes its outcome as an
-AlreadyExists; if that one failed, it sends its own. A create whose object has reached the cache
-since the plan's observation is taken as an AlreadyExists without a request.
+A create whose object has reached the cache since the plan's observation (the namespace's
+NetworkPolicy, made by another session's start) is taken as an AlreadyExists without a request.
 
 The cache may lag our own writes, so what a write returns is written through to it (only over the
 version the write was based on, so a newer watch event is never replaced by an older result) and a
@@ -26,7 +23,6 @@ background delete removes the object from it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -35,7 +31,6 @@ from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, NotF
 from agentic_operator.kube.resources import (
     AGENTIC_SESSIONS,
     Obj,
-    Resource,
 )
 from agentic_operator.runtime.controller import Result
 from agentic_operator.sessions import model
@@ -99,7 +94,6 @@ class Executor:
             "services": caches.services,
             "network_policies": caches.network_policies,
         }
-        self._creating: dict[tuple[Resource, str, str], asyncio.Future[bool]] = {}
 
     async def apply(self, session: Obj, plan: Plan) -> Result | None:
         """Carry out ``plan`` on ``session``; what the controller should do with the key next."""
@@ -181,30 +175,17 @@ class Executor:
 
     async def _create(self, session: Obj, action: Create) -> None:
         meta = action.body["metadata"]
-        key = (action.resource, meta["namespace"], meta["name"])
-        other = self._creating.get(key)
-        if other is not None and await asyncio.shield(other):
-            self._exists(action)  # made by the other reconcile: its answer is in the cache
-            return
         cache = self._by_name[action.cache] if action.cache is not None else None
-        if other is None and cache is not None and cache.get(f"{key[1]}/{key[2]}") is not None:
+        if cache is not None and cache.get(f"{meta['namespace']}/{meta['name']}") is not None:
             # Made (by another reconcile, or seen by the watch) since this plan's observation.
             self._exists(action)
             return
-        done = asyncio.get_running_loop().create_future()
-        self._creating[key] = done
-        made = False
         try:
             await self._post(session, action)
-            made = True
         except AlreadyExists:
-            made = True
             if action.exists == "stale":
                 await self._read_into_cache(action)
             self._exists(action)
-        finally:
-            del self._creating[key]
-            done.set_result(made)
 
     async def _post(self, session: Obj, action: Create) -> None:
         try:
