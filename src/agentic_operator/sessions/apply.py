@@ -181,19 +181,12 @@ class Executor:
             self._exists(action)
             return
         try:
-            await self._post(session, action)
+            created = await self.api.create(action.resource, action.body, meta["namespace"])
         except AlreadyExists:
             if action.exists == "stale":
                 await self._read_into_cache(action)
             self._exists(action)
-
-    async def _post(self, session: Obj, action: Create) -> None:
-        try:
-            created = await self.api.create(
-                action.resource, action.body, action.body["metadata"]["namespace"]
-            )
-        except AlreadyExists:
-            raise
+            return
         except ApiError as exc:
             if action.on_error is not None:
                 await self._after_failure(session, action.on_error(exc.message))

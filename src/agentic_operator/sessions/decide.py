@@ -2,7 +2,7 @@
 
 Pure: no I/O, no clock (the observation carries ``now``), no randomness, so each row of the phase
 table in ``docs/sessions.md`` is a unit test. Functions are named after the phase they handle and
-every plan names its row (``N1``, ``P1``..``P9``, ``A1``..``A13``, ``X1``/``X2``, ``S1``/``S2``,
+every plan names its row (``N1``, ``P1``..``P9``, ``A1``..``A14``, ``X1``/``X2``, ``S1``/``S2``,
 ``T1``..``T4``); the table and this module list the rows in the same order, and within a phase the
 first row that matches wins. What the rows share is in :mod:`.endings`; the rows of a live run
 that keep its phase (A5, A14, A8, A12, A13) are in :mod:`.running`, a run's children in

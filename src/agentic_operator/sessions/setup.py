@@ -98,14 +98,7 @@ def setup_with_manager(
         max_concurrent_reconciles=max_concurrent_reconciles,
         clock=clock,
     )
-    _watch(ctrl, sessions, jobs, pods, namespaces)
-    # A Service's deletion (the garbage collector taking an earlier run's, or anyone's) wakes its
-    # session, which makes the run's own (row A14); creates and updates need nothing.
-    ctrl.watch(
-        services,
-        session_of_labelled,
-        Predicate(create=lambda _o: False, update=lambda _o, _n: False),
-    )
+    _watch(ctrl, sessions, jobs, pods, services, namespaces)
     mgr.add_runnable(ctrl)
     return Sessions(sessions, reconciler, ctrl, runner)
 
@@ -140,7 +133,12 @@ def _informers(
 
 
 def _watch(
-    ctrl: Controller, sessions: Informer, jobs: Informer, pods: Informer, namespaces: Informer
+    ctrl: Controller,
+    sessions: Informer,
+    jobs: Informer,
+    pods: Informer,
+    services: Informer,
+    namespaces: Informer,
 ) -> None:
     """The events that wake a session (module docstring)."""
     ctrl.watch(sessions, enqueue_object, Predicate(update=session_changed))
@@ -148,6 +146,10 @@ def _watch(
         jobs, enqueue_controller_owner(model.KIND, model.GROUP), Predicate(update=job_changed)
     )
     ctrl.watch(pods, session_of_labelled, Predicate(update=runner_changed))
+    # A Service's deletion (the garbage collector taking an earlier run's, or anyone's) wakes its
+    # session, which makes the run's own (row A14); creates and updates need nothing.
+    never = Predicate(create=lambda _o: False, update=lambda _o, _n: False)
+    ctrl.watch(services, session_of_labelled, never)
 
     def sessions_in(ns: Obj) -> list[str]:
         name = str((ns.get("metadata") or {}).get("name", ""))
