@@ -239,6 +239,12 @@ def test_restart_starts_a_new_run_with_a_new_job(
     first_job = wait_for("Job", lambda: get_json(deployed, "job", "again-job", "-n", namespace))
     first = wait_phase(deployed, namespace, "again", "Completed")
     wait_for("first Job deleted", lambda: not exists(deployed, "job", "again-job", namespace))
+    # Run 2's runner lasts long enough for its Job to be seen before the run ends and the Job
+    # goes (a loaded machine's kubectl polls can miss a sub-second run).
+    deployed.kubectl(
+        "patch", "agenticsession", "again", "-n", namespace, "--type=merge",
+        "-p", '{"spec": {"environmentVariables": {"TESTENV_RUNNER_DURATION": "10s"}}}',
+    )  # fmt: skip
 
     annotate(deployed, namespace, "again", "ambient-code.io/desired-phase=Running")
     job = wait_for(

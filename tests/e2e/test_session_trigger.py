@@ -283,6 +283,13 @@ def test_a_restarted_run_executes_the_new_prompt(
     body["metadata"]["labels"] = {LABEL: SCHEDULE}
     create(deployed, body)
     wait_phase(deployed, namespace, "nightly-1", "Completed", timeout=90)
+    # The second run's runner never exits, so its Job stays to be looked at (a run that ends at
+    # once has its Job deleted seconds later, faster than a loaded machine's kubectl polls).
+    forever = {"TESTENV_RUNNER_OUTCOME": "run-forever", "TESTENV_RUNNER_DURATION": None}
+    deployed.kubectl(
+        "patch", "agenticsession", "nightly-1", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"environmentVariables": forever}}),
+    )  # fmt: skip
 
     def rbac_ready() -> bool:
         ps = get_json(deployed, "projectsettings", "projectsettings", "-n", namespace) or {}
@@ -310,6 +317,7 @@ def test_a_restarted_run_executes_the_new_prompt(
     ]
     env = {e["name"]: e.get("value") for e in runner["env"]}
     assert env["IS_RESUME"] == "false"
+    assert env["TESTENV_RUNNER_OUTCOME"] == "run-forever"  # rebuilt from the spec of now
 
     def spent() -> bool:
         s = get_session(deployed, namespace, "nightly-1") or {}
