@@ -89,7 +89,14 @@ class Operator:
                 )
             )
         projects.setup_with_manager(
-            self.manager, client, self.recorder, namespaces, project_settings, clock=clock
+            self.manager,
+            client,
+            self.recorder,
+            namespaces,
+            project_settings,
+            clock=clock,
+            network_policies=self.sessions.network_policies,
+            runner_policy=self.sessions.reconciler.runner_network_policy,
         )
 
 

@@ -146,6 +146,7 @@ def test_project_settings_name_is_a_singleton(deployed: Cluster, namespace: str)
 
 TRIGGER = "ambient-session-trigger"
 MARKER = ("app.kubernetes.io/managed-by", "agentic-operator")
+POLICY = "runner-allow-backend-only"
 RBAC = "rbac.authorization.k8s.io"
 
 
@@ -173,7 +174,14 @@ def test_a_managed_namespace_gets_the_trigger_rbac_and_the_default_limits(
         "Ready": "True",
         "ScheduledSessionRBACReady": "True",
         "LimitRangeReady": "True",
+        "RunnerNetworkPolicyReady": "True",
     }
+    # The runner NetworkPolicy is there before the namespace has any session.
+    assert get_json(deployed, "agenticsessions", "-n", namespace)["items"] == []  # type: ignore[index]
+    made = get_json(deployed, "networkpolicy", POLICY, "-n", namespace) or {}
+    assert made["spec"]["podSelector"] == {"matchLabels": {"app": "ambient-code-runner"}}
+    assert made["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8001}]
+    assert "ownerReferences" not in made["metadata"]
     uid = _settings(deployed, namespace)["metadata"]["uid"]  # type: ignore[index]
     for kind in ("serviceaccount", "role", "rolebinding"):
         obj = get_json(deployed, kind, TRIGGER, "-n", namespace)
@@ -209,9 +217,15 @@ def test_a_managed_namespace_gets_the_trigger_rbac_and_the_default_limits(
         json.dumps([{"op": "replace", "path": "/spec/limits/0/default/cpu", "value": "3"}]),
     )
     deployed.kubectl("delete", "role", TRIGGER, "-n", namespace)
+    deployed.kubectl("delete", "networkpolicy", POLICY, "-n", namespace)
     wait_for(
         "the trigger Role recreated", lambda: get_json(deployed, "role", TRIGGER, "-n", namespace)
     )
+    again = wait_for(
+        "the runner NetworkPolicy recreated",
+        lambda: get_json(deployed, "networkpolicy", POLICY, "-n", namespace),
+    )
+    assert again["metadata"]["uid"] != made["metadata"]["uid"]
     limits = get_json(deployed, "limitrange", "ambient-default-limits", "-n", namespace) or {}
     assert limits["spec"]["limits"][0]["default"]["cpu"] == "3"
 

@@ -58,7 +58,7 @@ def wanted_spec(*namespaces: str) -> Obj:
     }
 
 
-def test_network_policy_is_made_when_a_run_starts_and_restored_after_drift(
+def test_network_policy_is_in_place_for_a_run_and_restored_after_drift(
     deployed: Cluster, namespace: str, start_operator: StartOperator
 ) -> None:
     # The backend in a namespace of its own: the operator's namespace is a second peer.
@@ -73,7 +73,8 @@ def test_network_policy_is_made_when_a_run_starts_and_restored_after_drift(
     assert "ownerReferences" not in made["metadata"]
     wait_phase(deployed, namespace, "first", "Running", timeout=60)
 
-    # Someone opens it to every namespace; the next run's start restores it.
+    # Someone opens it to every namespace; the next run's start restores it (the project
+    # controller only makes it when it is missing).
     deployed.kubectl(
         "patch",
         "networkpolicy",

@@ -8,9 +8,12 @@
 * The ``ambient-session-trigger`` ServiceAccount, Role and RoleBinding that scheduled sessions run
   as, and the LimitRange ``ambient-default-limits`` (created once), see
   :mod:`agentic_operator.projects.objects`.
+* The runner NetworkPolicy ``runner-allow-backend-only`` (created once here, before the
+  namespace's first runner; the session controller keeps its spec true at each start, see
+  :mod:`agentic_operator.sessions.netpol`).
 * Status: ``groupBindingsCreated``, ``scheduledSessionRBACReady``, ``limitRangeReady`` and the
-  conditions ``Ready``, ``ScheduledSessionRBACReady`` and ``LimitRangeReady``. Other status
-  fields are kept as they are.
+  conditions ``Ready``, ``ScheduledSessionRBACReady``, ``LimitRangeReady`` and
+  ``RunnerNetworkPolicyReady``. Other status fields are kept as they are.
 
 Only objects with the operator's marker are ever updated or deleted
 (:mod:`agentic_operator.projects.ownership`). Only managed namespaces are handled: a
@@ -29,6 +32,7 @@ from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.client import ApiClient
 from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict, NotFound
 from agentic_operator.kube.resources import (
+    NETWORK_POLICIES,
     PROJECT_SETTINGS,
     ROLE_BINDINGS,
     ROLES,
@@ -40,7 +44,13 @@ from agentic_operator.projects import bindings, objects
 from agentic_operator.projects.objects import LIMIT_RANGE_NAME, LIMIT_RANGES, TRIGGER_NAME, Write
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
-from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
+from agentic_operator.sessions.model import (
+    LABEL_MANAGED_BY,
+    LABEL_UPSTREAM_MANAGED_BY,
+    MANAGED_BY,
+    PROJECT_SETTINGS_NAME,
+    UPSTREAM_MANAGED_BY,
+)
 from agentic_operator.sessions.status import upsert_condition
 
 log = logging.getLogger(__name__)
@@ -48,6 +58,7 @@ log = logging.getLogger(__name__)
 COND_READY = "Ready"
 COND_TRIGGER_RBAC = "ScheduledSessionRBACReady"
 COND_LIMIT_RANGE = "LimitRangeReady"
+COND_NETWORK_POLICY = "RunnerNetworkPolicyReady"
 
 TRIGGER_OBJECTS: tuple[tuple[Resource, Callable[[Obj], Obj]], ...] = (
     (SERVICE_ACCOUNTS, objects.trigger_service_account),
@@ -83,9 +94,12 @@ class ProjectReconciler:
         cached: Callable[[Resource, str], Obj | None],
         recorder: EventRecorder,
         clock: Clock | None = None,
+        runner_policy: Callable[[str], Obj] | None = None,
     ) -> None:
         """``cached(res, namespace)`` is the cached object of kind ``res`` with the one name this
-        controller gives that kind (``ambient-session-trigger``, ``ambient-default-limits``)."""
+        controller gives that kind (``ambient-session-trigger``, ``ambient-default-limits``,
+        ``runner-allow-backend-only``); ``runner_policy(namespace)`` is the runner NetworkPolicy
+        to create (None: none is made)."""
         self.client = client
         self.namespaces = namespaces
         self.settings = settings
@@ -93,6 +107,7 @@ class ProjectReconciler:
         self.cached = cached
         self.events = recorder
         self.clock = clock or RealClock()
+        self.runner_policy = runner_policy
 
     async def reconcile(self, namespace: str) -> Result | None:
         if self.namespaces.get(namespace) is None:
@@ -112,9 +127,10 @@ class ProjectReconciler:
         created, problems = await self._group_bindings(ps)
         trigger = await self._trigger_rbac(ps)
         limits = await self._limit_range(ps)
-        await self._write_status(ps, created, problems, trigger, limits)
-        for verdict in (trigger, limits):
-            if verdict.error is not None:
+        policy = await self._network_policy(ps)
+        await self._write_status(ps, created, problems, trigger, limits, policy)
+        for verdict in (trigger, limits, policy):
+            if verdict is not None and verdict.error is not None:
                 raise verdict.error
         return None
 
@@ -213,8 +229,37 @@ class ProjectReconciler:
             True, "Present", f"LimitRange {LIMIT_RANGE_NAME} exists (created once, edits are kept)"
         )
 
+    async def _network_policy(self, ps: Obj) -> Verdict | None:
+        if self.runner_policy is None:
+            return None
+        namespace = ps["metadata"]["namespace"]
+        want = self.runner_policy(namespace)
+        what = f"NetworkPolicy {want['metadata']['name']}"
+        try:
+            write, have = await self._ensure(
+                NETWORK_POLICIES, want, str(ps["metadata"]["uid"]), create_only=True
+            )
+        except ApiError as exc:
+            return Verdict(False, "ApiError", f"{what}: {exc}", exc)
+        if write.action == "create":
+            return Verdict(True, "Created", f"{what} created")
+        labels = ((have or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get(LABEL_MANAGED_BY) != MANAGED_BY and (
+            labels.get(LABEL_UPSTREAM_MANAGED_BY) != UPSTREAM_MANAGED_BY
+        ):
+            return Verdict(
+                True, "NotManaged", f"{what} exists and is not managed by the operator; left alone"
+            )
+        return Verdict(True, "Present", f"{what} exists (its spec is restored at each run's start)")
+
     async def _write_status(
-        self, ps: Obj, created: int, problems: list[str], trigger: Verdict, limits: Verdict
+        self,
+        ps: Obj,
+        created: int,
+        problems: list[str],
+        trigger: Verdict,
+        limits: Verdict,
+        policy: Verdict | None,
     ) -> None:
         old = ps.get("status") or {}
         new = copy.deepcopy(old)
@@ -229,7 +274,10 @@ class ProjectReconciler:
             ready = ("True", "BindingsReconciled", f"{created} group RoleBinding(s) in place")
         now = self.clock.wall()
         conditions = upsert_condition(new.get("conditions") or [], COND_READY, *ready, now)
-        for type_, v in ((COND_TRIGGER_RBAC, trigger), (COND_LIMIT_RANGE, limits)):
+        verdicts = [(COND_TRIGGER_RBAC, trigger), (COND_LIMIT_RANGE, limits)]
+        if policy is not None:
+            verdicts.append((COND_NETWORK_POLICY, policy))
+        for type_, v in verdicts:
             status = "True" if v.ready else "False"
             conditions = upsert_condition(conditions, type_, status, v.reason, v.message, now)
         new["conditions"] = conditions

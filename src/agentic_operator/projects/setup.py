@@ -4,15 +4,25 @@ events that wake a namespace, and the reconciler.
 A managed namespace is reconciled when it becomes managed, when its ``projectsettings`` changes
 spec or is replaced (new UID), when one of its managed RoleBindings changes, and when one of the
 objects the settings give it (``ambient-session-trigger`` ServiceAccount, Role and RoleBinding, the
-LimitRange ``ambient-default-limits``) changes or goes. Those are cached by name (a field
-selector), whoever made them, so a namesake the operator must not touch is seen without a read.
+LimitRange ``ambient-default-limits``) changes or goes, and when the runner NetworkPolicy
+``runner-allow-backend-only`` goes. Those are cached by name (a field selector), whoever made them,
+so a namesake the operator must not touch is seen without a read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from agentic_operator.clock import Clock
 from agentic_operator.kube.client import ApiClient
-from agentic_operator.kube.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Obj, Resource
+from agentic_operator.kube.resources import (
+    NETWORK_POLICIES,
+    ROLE_BINDINGS,
+    ROLES,
+    SERVICE_ACCOUNTS,
+    Obj,
+    Resource,
+)
 from agentic_operator.projects.objects import LIMIT_RANGE_NAME, LIMIT_RANGES, TRIGGER_NAME
 from agentic_operator.projects.reconciler import ProjectReconciler
 from agentic_operator.runtime.controller import Controller, Predicate
@@ -23,6 +33,11 @@ from agentic_operator.sessions import model
 from agentic_operator.sessions.setup import namespace_became_managed
 
 PROJECT_CONTROLLER = "project-controller"
+NAMES: dict[Resource, str] = {
+    LIMIT_RANGES: LIMIT_RANGE_NAME,
+    NETWORK_POLICIES: model.RUNNER_NETWORK_POLICY,
+}
+"""The one name cached per kind, where it is not ``ambient-session-trigger``."""
 MANAGED_SELECTOR = f"{model.LABEL_MANAGED}=true"
 
 
@@ -34,10 +49,14 @@ def setup_with_manager(
     settings: Informer,
     *,
     clock: Clock,
+    network_policies: Informer | None = None,
+    runner_policy: Callable[[str], Obj] | None = None,
 ) -> Controller:
     """Add the managed-RoleBinding informer and the controller to ``mgr``; ``namespaces``
-    (managed namespaces) and ``settings`` (ProjectSettings) are shared with the session
-    controller and added to ``mgr`` by the caller."""
+    (managed namespaces), ``settings`` (ProjectSettings) and ``network_policies`` (the runner
+    NetworkPolicies, by name) are shared with the session controller and added to ``mgr`` by the
+    caller. ``runner_policy(namespace)`` is the NetworkPolicy a managed namespace gets (none is
+    made when either is None)."""
     role_bindings = Informer(
         client, ROLE_BINDINGS, label_selector=MANAGED_SELECTOR, name="rolebindings"
     )
@@ -58,8 +77,13 @@ def setup_with_manager(
         mgr.add_informer(informer)
         named[res] = informer
 
+    if network_policies is not None and runner_policy is not None:
+        named[NETWORK_POLICIES] = network_policies
+    else:
+        runner_policy = None
+
     def cached(res: Resource, namespace: str) -> Obj | None:
-        name = LIMIT_RANGE_NAME if res is LIMIT_RANGES else TRIGGER_NAME
+        name = NAMES.get(res, TRIGGER_NAME)
         return named[res].store.get(f"{namespace}/{name}")
 
     reconciler = ProjectReconciler(
@@ -70,6 +94,7 @@ def setup_with_manager(
         cached=cached,
         recorder=recorder,
         clock=clock,
+        runner_policy=runner_policy,
     )
     ctrl = Controller(
         PROJECT_CONTROLLER, reconciler.reconcile, max_concurrent_reconciles=2, clock=clock
@@ -81,10 +106,23 @@ def setup_with_manager(
     )
     ctrl.watch(settings, _namespace_of_singleton, Predicate(update=_settings_changed))
     ctrl.watch(role_bindings, _namespace_key)
-    for informer in named.values():
-        ctrl.watch(informer, _namespace_key)
+    for res, informer in named.items():
+        if res is NETWORK_POLICIES:
+            # Shared with the session controller, which restores the policy's spec at each start:
+            # only its going brings it back here.
+            ctrl.watch(informer, _namespace_key, Predicate(create=_no, update=_no2))
+        else:
+            ctrl.watch(informer, _namespace_key)
     mgr.add_runnable(ctrl)
     return ctrl
+
+
+def _no(_obj: Obj) -> bool:
+    return False
+
+
+def _no2(_old: Obj, _new: Obj) -> bool:
+    return False
 
 
 def _settings_changed(old: Obj, new: Obj) -> bool:

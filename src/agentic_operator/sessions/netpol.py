@@ -1,5 +1,10 @@
-"""The namespace's runner NetworkPolicy ``runner-allow-backend-only``, made true when a run's Job
-is created (phase-table row P9): pure, like :mod:`.decide`.
+"""The namespace's runner NetworkPolicy ``runner-allow-backend-only``: pure, like :mod:`.decide`.
+
+Two controllers make it. The project controller creates it when a namespace becomes managed
+(:func:`namespace_policy`, with the port of every agent type the registry names), so it is in
+place before the namespace's first runner and no session pays for it; the session controller
+makes it true again when a run's Job is created (phase-table row P9, :func:`ensure`): created if
+it went, its spec restored if it drifted, the run's port added if the registry gained one.
 
 The policy lets only the backend's namespace (and the operator's, when it is another one) reach
 runner pods, on the runner's port. It is one object per namespace, shared by all its sessions:
@@ -23,6 +28,7 @@ from typing import Any
 from agentic_operator.kube.resources import NETWORK_POLICIES, Obj
 from agentic_operator.sessions import metrics as m
 from agentic_operator.sessions import model, objects
+from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.plan import Count, Create, Event, Plan, Replace
 
@@ -41,6 +47,24 @@ def runner_port(job: Obj) -> int:
             ):
                 return int(port["containerPort"])
     return model.AGUI_PORT
+
+
+def registry_ports(registry: Any) -> set[int]:
+    """The runner port of every entry of the agent registry (the parsed file), and the default
+    port (that of a runner type the registry does not name). An entry's port that is not a port
+    number is the default as well, as it is for that entry's runner (:mod:`.agents`)."""
+    ports = {model.AGUI_PORT}
+    for entry in registry if isinstance(registry, list) else ():
+        container = entry.get("container") if isinstance(entry, dict) else None
+        port = container.get("port") if isinstance(container, dict) else None
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            ports.add(port)
+    return ports
+
+
+def namespace_policy(namespace: str, cfg: SessionConfig, registry: Any) -> Obj:
+    """The policy a managed namespace gets before any of its sessions runs."""
+    return objects.build_runner_network_policy(namespace, cfg, registry_ports(registry))
 
 
 def is_ours(policy: Obj) -> bool:

@@ -22,8 +22,10 @@ import time
 
 from agentic_operator.clock import Clock, RealClock
 from agentic_operator.kube.errors import AlreadyExists, ApiError, Conflict
+from agentic_operator.kube.resources import Obj
 from agentic_operator.runtime.controller import Result
 from agentic_operator.sessions import metrics as m
+from agentic_operator.sessions import netpol
 from agentic_operator.sessions.agents import PodFiles
 from agentic_operator.sessions.apply import Executor
 from agentic_operator.sessions.config import SessionConfig
@@ -59,6 +61,13 @@ class SessionReconciler:
             api, caches, config, clock.wall, files=files, pod_caches=pod_caches
         )
         self.executor = Executor(api, caches, config, recorder, runner, clock)
+        self._config = config
+        self._files = files
+
+    def runner_network_policy(self, namespace: str) -> Obj:
+        """The runner NetworkPolicy a managed namespace gets before its first session (the
+        project controller makes it; see :mod:`.netpol`)."""
+        return netpol.namespace_policy(namespace, self._config, self._files.registry.get())
 
     async def reconcile(self, key: str) -> Result | None:
         obs = self.observer.observe(key)

@@ -46,12 +46,14 @@ SESSION_CONTROLLER = "agenticsession-controller"
 @dataclass
 class Sessions:
     """What :func:`setup_with_manager` registered: the session informer (the legacy driver lists
-    it), the reconciler, the controller (None in legacy mode) and the runner client to close."""
+    it), the reconciler, the controller (None in legacy mode), the runner client to close, and the
+    runner-NetworkPolicy informer (the project controller shares it)."""
 
     informer: Informer
     reconciler: SessionReconciler
     controller: Controller | None
     runner: RunnerClient
+    network_policies: Informer
 
 
 def setup_with_manager(
@@ -90,7 +92,7 @@ def setup_with_manager(
         client, caches, cfg, recorder, runner, clock=clock, pod_caches=PodCaches(config_maps.store)
     )
     if not controller:
-        return Sessions(sessions, reconciler, None, runner)
+        return Sessions(sessions, reconciler, None, runner, policies)
 
     ctrl = Controller(
         SESSION_CONTROLLER,
@@ -100,7 +102,7 @@ def setup_with_manager(
     )
     _watch(ctrl, sessions, jobs, pods, services, namespaces)
     mgr.add_runnable(ctrl)
-    return Sessions(sessions, reconciler, ctrl, runner)
+    return Sessions(sessions, reconciler, ctrl, runner, policies)
 
 
 def _informers(
