@@ -44,13 +44,8 @@ from agentic_operator.projects import bindings, objects
 from agentic_operator.projects.objects import LIMIT_RANGE_NAME, LIMIT_RANGES, TRIGGER_NAME, Write
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
-from agentic_operator.sessions.model import (
-    LABEL_MANAGED_BY,
-    LABEL_UPSTREAM_MANAGED_BY,
-    MANAGED_BY,
-    PROJECT_SETTINGS_NAME,
-    UPSTREAM_MANAGED_BY,
-)
+from agentic_operator.sessions import netpol
+from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
 from agentic_operator.sessions.status import upsert_condition
 
 log = logging.getLogger(__name__)
@@ -243,10 +238,7 @@ class ProjectReconciler:
             return Verdict(False, "ApiError", f"{what}: {exc}", exc)
         if write.action == "create":
             return Verdict(True, "Created", f"{what} created")
-        labels = ((have or {}).get("metadata") or {}).get("labels") or {}
-        if labels.get(LABEL_MANAGED_BY) != MANAGED_BY and (
-            labels.get(LABEL_UPSTREAM_MANAGED_BY) != UPSTREAM_MANAGED_BY
-        ):
+        if have is not None and not netpol.is_ours(have):
             return Verdict(
                 True, "NotManaged", f"{what} exists and is not managed by the operator; left alone"
             )
