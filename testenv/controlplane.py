@@ -576,8 +576,12 @@ class ControlPlane:
                 "--requestheader-group-headers=X-Remote-Group",
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 "--authorization-mode=RBAC",
-                # Defaults already include these; listed so the intent is visible and stable.
-                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity",
+                # Defaults already include the first three; listed so the intent is visible and
+                # stable. OwnerReferencesPermissionEnforcement is on in OpenShift, where the
+                # platform runs: an update that changes ownerReferences needs delete on the
+                # object, and blockOwnerDeletion needs update on the owner's finalizers.
+                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,"
+                "OwnerReferencesPermissionEnforcement",
                 "--service-cluster-ip-range=10.0.0.0/16",  # room for 65k Services (one per session)
                 "--allow-privileged=true",
                 f"--service-account-issuer=https://127.0.0.1:{port}",

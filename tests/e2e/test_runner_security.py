@@ -1,7 +1,8 @@
-"""Runner security of today's platform, end to end: the namespace's NetworkPolicy (made when a
-run starts, restored after drift), the runner's identity (user annotation, Role rules, the
-session's annotations), the token refresh while Running (only ``k8s-token`` changes), and the
-operator's live pushes to a fake runner that, like today's, demands the session token."""
+"""Runner security of today's platform, end to end: the namespace's NetworkPolicy (in place for
+a run, restored after drift), the runner's identity (user annotation, Role rules, the session's
+annotations), the token Secret's fixed name, the token refresh while Running (only
+``k8s-token`` changes), and the operator's live pushes to a fake runner that, like today's,
+demands the session token."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.e2e.helpers import (
     create,
     get_json,
     runner_secret,
+    secret,
     session,
     wait_for,
     wait_phase,
@@ -158,6 +160,37 @@ def secret_data(cluster: Cluster, namespace: str, name: str) -> tuple[dict[str, 
     assert secret is not None
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     return data, secret["metadata"].get("annotations") or {}
+
+
+def test_a_session_cannot_point_the_operator_at_another_secret(
+    deployed: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    """Whoever may edit a session (its own runner too) can set ``runner-token-secret``; the
+    operator must not take that as the Secret to write the token into (and to own)."""
+    start_operator()
+    runner_secret(deployed, namespace)
+    secret(deployed, namespace, "victim", password="keep-me")
+    before = get_json(deployed, "secret", "victim", "-n", namespace)
+    assert before is not None
+    body = session("nosy", namespace, outcome="run-forever")
+    body["metadata"]["annotations"] = {"ambient-code.io/runner-token-secret": "victim"}
+    create(deployed, body)
+    running = wait_phase(deployed, namespace, "nosy", "Running", timeout=60)
+    after = get_json(deployed, "secret", "victim", "-n", namespace)
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert "ownerReferences" not in after["metadata"]
+    assert base64.b64decode(after["data"]["password"]) == b"keep-me"
+    own = get_json(deployed, "secret", "ambient-runner-token-nosy", "-n", namespace)
+    assert own is not None
+    assert set(own["data"]) >= {"k8s-token", "agui-token"}
+    job = get_json(deployed, "job", "nosy-job", "-n", namespace) or {}
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert {"ambient-runner-token-nosy"} == {
+        v["secret"]["secretName"] for v in volumes if v.get("name") == "runner-token"
+    }
+    annotations = running["metadata"]["annotations"]
+    assert annotations["ambient-code.io/runner-token-secret"] == "ambient-runner-token-nosy"
 
 
 def test_the_runner_token_is_refreshed_while_running(

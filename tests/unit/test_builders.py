@@ -326,7 +326,9 @@ def test_parent_annotation_then_spec_env_override() -> None:
     ("annotations", "secret"),
     [
         (None, "ambient-runner-token-s1"),
-        ({model.ANN_RUNNER_TOKEN_SECRET: "custom-token"}, "custom-token"),
+        # The annotation is never read back: it could name any Secret of the namespace.
+        ({model.ANN_RUNNER_TOKEN_SECRET: "custom-token"}, "ambient-runner-token-s1"),
+        ({model.ANN_RUNNER_TOKEN_SECRET: "ambient-runner-secrets"}, "ambient-runner-token-s1"),
         ({model.ANN_RUNNER_TOKEN_SECRET: "Bad_Name!"}, "ambient-runner-token-s1"),
         ({model.ANN_RUNNER_TOKEN_SECRET: ""}, "ambient-runner-token-s1"),
     ],
@@ -886,7 +888,7 @@ def test_token_secret() -> None:
     assert base64.b64decode(sec["data"]["k8s-token"]) == b"eyJ.token"
     assert sec["metadata"]["ownerReferences"] == [OWNER]
     custom = build_token_secret(session({model.ANN_RUNNER_TOKEN_SECRET: "tok-x"}), "t", now)
-    assert custom["metadata"]["name"] == "tok-x"
+    assert custom["metadata"]["name"] == "ambient-runner-token-s1"
     assert set(sec["data"]) == {"k8s-token"}
     with_oauth = build_token_secret(session(), "t", now, google_oauth_client_secret="s3cret")
     assert base64.b64decode(with_oauth["data"]["google-oauth-client-secret"]) == b"s3cret"

@@ -190,7 +190,9 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("", "services"): READ | {"create", "delete"},
     ("", "serviceaccounts"): {"get", "create", "patch"},
     ("", "serviceaccounts/token"): {"create"},
-    ("", "secrets"): {"get", "create", "update", "patch"},
+    # delete on secrets, serviceaccounts and roles: never a request; OwnerReferencesPermission-
+    # Enforcement (OpenShift) asks for it on an update that changes ownerReferences.
+    ("", "secrets"): {"get", "create", "update", "patch", "delete"},
     ("", "persistentvolumeclaims"): {"get", "create"},
     (RBAC, "roles"): {"get", "create", "update", "patch"},
     (RBAC, "rolebindings"): READ | {"create", "update", "patch", "delete"},
@@ -203,8 +205,8 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], set[str]] = {
 PROJECT_OBJECT_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     # The ambient-session-trigger objects and the LimitRange of each project namespace.
     ("vteam.ambient-code", "agenticsessions"): {"create"},
-    ("", "serviceaccounts"): {"list", "watch", "update"},
-    (RBAC, "roles"): {"list", "watch"},
+    ("", "serviceaccounts"): {"list", "watch", "update", "delete"},
+    (RBAC, "roles"): {"list", "watch", "delete"},
     ("", "limitranges"): {"get", "list", "watch", "create"},
 }
 

@@ -10,7 +10,6 @@ child fails with AlreadyExists instead of producing a duplicate, and that is the
 # No ``from __future__ import annotations`` here: it would shadow the ``annotations`` helper.
 # ruff: noqa: S105
 
-import re
 from enum import StrEnum
 from typing import Any, Final
 
@@ -213,10 +212,8 @@ WAITING_FAILURE_REASONS: Final = frozenset(
 )
 """Container waiting reasons that will not resolve on their own: the session fails with them."""
 
+
 # --- Child names ---------------------------------------------------------------------------------
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
 def job_name(session_name: str) -> str:
     """The runner Job. One name for every run: a run's Job must be gone before the next is made."""
     return f"{session_name}-job"
@@ -249,16 +246,12 @@ def oauth_secret_name(session_name: str) -> str:
 
 
 def token_secret_name(session: Obj) -> str:
-    """The runner token Secret: the ``runner-token-secret`` annotation if it is a valid name.
-
-    The annotation exists for compatibility with the upstream backend, which could pre-provision the
-    token. A malformed value falls back to the default name instead of producing an invalid Job.
-    """
-    meta = session.get("metadata") or {}
-    override = (meta.get("annotations") or {}).get(ANN_RUNNER_TOKEN_SECRET)
-    if isinstance(override, str) and len(override) <= 253 and _DNS_SUBDOMAIN.match(override):
-        return override
-    return f"ambient-runner-token-{meta.get('name', '')}"
+    """The runner token Secret, always ``ambient-runner-token-<s>`` (today's platform reads that
+    name). The session's ``runner-token-secret`` annotation is written with it for the backend and
+    never read back: anyone who may edit the session (its own runner among them) could otherwise
+    name any Secret of the namespace, which the operator would then overwrite with the token and
+    take as the session's (to be deleted with it)."""
+    return f"ambient-runner-token-{(session.get('metadata') or {}).get('name', '')}"
 
 
 def session_name(session: Obj) -> str:
