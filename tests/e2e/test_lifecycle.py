@@ -261,7 +261,7 @@ def test_restart_starts_a_new_run_with_a_new_job(
     }
     assert env["IS_RESUME"] == "true"
     assert "INTERACTIVE" not in env  # today's runner does not read it
-    second = wait_phase(deployed, namespace, "again", "Completed")
+    second = wait_phase(deployed, namespace, "again", "Completed", timeout=60)
     assert second["status"]["run"] == 2
     assert second["status"]["startTime"] >= first["status"]["completionTime"]
     assert "ambient-code.io/desired-phase" not in (second["metadata"].get("annotations") or {})
