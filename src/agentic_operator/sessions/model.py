@@ -40,6 +40,7 @@ ANN_PARENT_SESSION: Final = "vteam.ambient-code/parent-session-id"
 """Continuation lineage; forwarded to the runner as ``PARENT_SESSION_ID``."""
 ANN_RUNNER_TOKEN_SECRET: Final = "ambient-code.io/runner-token-secret"
 ANN_RUNNER_SA: Final = "ambient-code.io/runner-sa"
+"""Both written on the session for the backend (P9) and never read back (see token_secret_name)."""
 ANN_CREATED_BY_USER_ID: Final = "ambient-code.io/created-by-user-id"
 """On the runner ServiceAccount: ``spec.userContext.userId``, how the backend tells which user a
 runner's token acts for."""
