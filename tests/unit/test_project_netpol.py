@@ -3,19 +3,16 @@ made once per managed namespace, before any session, with the port of every regi
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from typing import Any
 
 import pytest
 
-from agentic_operator.clock import FakeClock
 from agentic_operator.kube.errors import ApiError
 from agentic_operator.kube.resources import NETWORK_POLICIES, PROJECT_SETTINGS, Obj, Resource
-from agentic_operator.projects.reconciler import ProjectReconciler
 from agentic_operator.sessions import netpol
 from agentic_operator.sessions.config import SessionConfig
-from tests.unit.test_project_objects import NS, PS, WRITES, FakeApi, Recorder, Store, conditions
+from tests.unit.test_project_objects import NS, WRITES, FakeApi, conditions, run
 
 CFG = SessionConfig(operator_namespace="ambient-code", backend_namespace="ambient-code")
 POLICY = "runner-allow-backend-only"
@@ -63,20 +60,7 @@ class PolicyApi(FakeApi):
 
 
 def reconcile(api: PolicyApi) -> Obj:
-    ps = api.objects.get((PROJECT_SETTINGS.plural, NS, "projectsettings")) or PS
-    r = ProjectReconciler(
-        api,  # type: ignore[arg-type]
-        namespaces=Store({NS: {"metadata": {"name": NS}}}),
-        settings=Store({f"{NS}/projectsettings": ps}),
-        bindings_in=lambda ns: [],
-        cached=api.cached,
-        recorder=Recorder(),  # type: ignore[arg-type]
-        clock=FakeClock(),
-        runner_policy=lambda ns: netpol.namespace_policy(ns, CFG, None),
-    )
-    asyncio.run(r.reconcile(NS))
-    written = api.objects.get((PROJECT_SETTINGS.plural, NS, "projectsettings"))
-    return dict((written or ps).get("status") or {})
+    return run(api, runner_policy=lambda ns: netpol.namespace_policy(ns, CFG, None))
 
 
 def policy_writes(api: FakeApi) -> list[tuple[str, str]]:

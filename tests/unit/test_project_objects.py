@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -328,7 +329,9 @@ class Store:
         return self.objs.get(key)
 
 
-def reconciler(api: FakeApi, ps: Obj | None = None) -> ProjectReconciler:
+def reconciler(
+    api: FakeApi, ps: Obj | None = None, runner_policy: Callable[[str], Obj] | None = None
+) -> ProjectReconciler:
     settings = ps or api.objects.get((PROJECT_SETTINGS.plural, NS, "projectsettings")) or PS
     return ProjectReconciler(
         api,  # type: ignore[arg-type]
@@ -338,12 +341,15 @@ def reconciler(api: FakeApi, ps: Obj | None = None) -> ProjectReconciler:
         cached=api.cached,
         recorder=Recorder(),  # type: ignore[arg-type]
         clock=FakeClock(),
+        runner_policy=runner_policy,
     )
 
 
-def run(api: FakeApi, ps: Obj | None = None) -> Obj:
+def run(
+    api: FakeApi, ps: Obj | None = None, runner_policy: Callable[[str], Obj] | None = None
+) -> Obj:
     """One reconcile; the status it wrote (or the settings' own if none was written)."""
-    asyncio.run(reconciler(api, ps).reconcile(NS))
+    asyncio.run(reconciler(api, ps, runner_policy).reconcile(NS))
     written = api.objects.get((PROJECT_SETTINGS.plural, NS, "projectsettings"))
     return dict((written or ps or PS).get("status") or {})
 

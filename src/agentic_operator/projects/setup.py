@@ -49,14 +49,13 @@ def setup_with_manager(
     settings: Informer,
     *,
     clock: Clock,
-    network_policies: Informer | None = None,
-    runner_policy: Callable[[str], Obj] | None = None,
+    network_policies: Informer,
+    runner_policy: Callable[[str], Obj],
 ) -> Controller:
     """Add the managed-RoleBinding informer and the controller to ``mgr``; ``namespaces``
     (managed namespaces), ``settings`` (ProjectSettings) and ``network_policies`` (the runner
     NetworkPolicies, by name) are shared with the session controller and added to ``mgr`` by the
-    caller. ``runner_policy(namespace)`` is the NetworkPolicy a managed namespace gets (none is
-    made when either is None)."""
+    caller. ``runner_policy(namespace)`` is the NetworkPolicy a managed namespace gets."""
     role_bindings = Informer(
         client, ROLE_BINDINGS, label_selector=MANAGED_SELECTOR, name="rolebindings"
     )
@@ -76,11 +75,7 @@ def setup_with_manager(
         )
         mgr.add_informer(informer)
         named[res] = informer
-
-    if network_policies is not None and runner_policy is not None:
-        named[NETWORK_POLICIES] = network_policies
-    else:
-        runner_policy = None
+    named[NETWORK_POLICIES] = network_policies
 
     def cached(res: Resource, namespace: str) -> Obj | None:
         name = NAMES.get(res, TRIGGER_NAME)
@@ -110,19 +105,12 @@ def setup_with_manager(
         if res is NETWORK_POLICIES:
             # Shared with the session controller, which restores the policy's spec at each start:
             # only its going brings it back here.
-            ctrl.watch(informer, _namespace_key, Predicate(create=_no, update=_no2))
+            gone = Predicate(create=lambda _o: False, update=lambda _o, _n: False)
+            ctrl.watch(informer, _namespace_key, gone)
         else:
             ctrl.watch(informer, _namespace_key)
     mgr.add_runnable(ctrl)
     return ctrl
-
-
-def _no(_obj: Obj) -> bool:
-    return False
-
-
-def _no2(_old: Obj, _new: Obj) -> bool:
-    return False
 
 
 def _settings_changed(old: Obj, new: Obj) -> bool:

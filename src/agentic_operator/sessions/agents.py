@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from agentic_operator.clock import Clock
 from agentic_operator.kube.resources import Obj
@@ -201,10 +201,15 @@ def _image(value: Any, kind: str) -> str:
     return value
 
 
+def is_port(value: Any) -> TypeGuard[int]:
+    """Whether a registry entry's ``container.port`` is a TCP port number."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
 def _port(value: Any, kind: str) -> int:
     if value is None:
         return DEFAULT_PORT
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
+    if is_port(value):
         return value
     _bad(kind, "container.port", value)
     return DEFAULT_PORT

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agentic_operator.kube.resources import NETWORK_POLICIES, Obj
+from agentic_operator.sessions import agents, model, objects
 from agentic_operator.sessions import metrics as m
-from agentic_operator.sessions import model, objects
 from agentic_operator.sessions.config import SessionConfig
 from agentic_operator.sessions.observe import Observation
 from agentic_operator.sessions.plan import Count, Create, Event, Plan, Replace
@@ -53,11 +53,11 @@ def registry_ports(registry: Any) -> set[int]:
     """The runner port of every entry of the agent registry (the parsed file), and the default
     port (that of a runner type the registry does not name). An entry's port that is not a port
     number is the default as well, as it is for that entry's runner (:mod:`.agents`)."""
-    ports = {model.AGUI_PORT}
+    ports = {agents.DEFAULT_PORT}
     for entry in registry if isinstance(registry, list) else ():
         container = entry.get("container") if isinstance(entry, dict) else None
         port = container.get("port") if isinstance(container, dict) else None
-        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+        if agents.is_port(port):
             ports.add(port)
     return ports
 
