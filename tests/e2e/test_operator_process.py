@@ -72,6 +72,15 @@ def _writes(samples: dict[str, float], **labels: str) -> float:
     return sum(metric(samples, "rest_client_requests_total", verb=v, **labels) for v in WRITE_VERBS)
 
 
+def _terminating_namespaces(cluster: Cluster) -> list[str]:
+    listed = get_json(cluster, "namespaces") or {}
+    return [
+        n["metadata"]["name"]
+        for n in listed.get("items") or []
+        if (n.get("status") or {}).get("phase") == "Terminating"
+    ]
+
+
 def _settled(op: OperatorProcess, quiet: float = 2.0, timeout: float = 60.0) -> dict[str, float]:
     """The operator's metrics once its write count has not moved for ``quiet`` seconds."""
     deadline = time.monotonic() + timeout
@@ -188,6 +197,9 @@ def test_readme_metrics_after_a_scenario_and_no_op_reconciles_write_nothing(
     deployed: Cluster, namespace: str, start_operator: StartOperator
 ) -> None:
     runner_secret(deployed, namespace)
+    # The write counts below are the whole operator's: an earlier test's namespace still being
+    # deleted would add the operator's reactions to its cleanup.
+    wait_for("no namespace terminating", lambda: not _terminating_namespaces(deployed), 120)
     op = start_operator()
     assert '"event_loop":"uvloop"' in op.log_text()  # the default
     create(deployed, session("good", namespace, duration="1s"))
