@@ -330,12 +330,15 @@ class Store:
 
 
 def reconciler(
-    api: FakeApi, ps: Obj | None = None, runner_policy: Callable[[str], Obj] | None = None
+    api: FakeApi,
+    ps: Obj | None = None,
+    runner_policy: Callable[[str], Obj] | None = None,
+    namespace: Obj | None = None,
 ) -> ProjectReconciler:
     settings = ps or api.objects.get((PROJECT_SETTINGS.plural, NS, "projectsettings")) or PS
     return ProjectReconciler(
         api,  # type: ignore[arg-type]
-        namespaces=Store({NS: {"metadata": {"name": NS}}}),
+        namespaces=Store({NS: namespace or {"metadata": {"name": NS}}}),
         settings=Store({f"{NS}/projectsettings": settings}),
         bindings_in=lambda ns: [],
         cached=api.cached,
@@ -381,6 +384,21 @@ def test_a_fresh_namespace_gets_everything_and_a_second_reconcile_writes_nothing
     ps = api.objects[(PROJECT_SETTINGS.plural, NS, "projectsettings")]
     run(api, ps)
     assert [c for c in api.calls if c[0] != "replace-status"] == []
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    [
+        {"metadata": {"name": NS, "deletionTimestamp": "2026-12-03T11:51:45Z"}},
+        {"metadata": {"name": NS}, "status": {"phase": "Terminating"}},
+    ],
+    ids=["deletion-timestamp", "phase-terminating"],
+)
+def test_a_namespace_being_deleted_gets_nothing(namespace: Obj) -> None:
+    # Its own cleanup deletes the LimitRange and the trigger RBAC; recreating them is refused.
+    api = FakeApi()
+    assert asyncio.run(reconciler(api, namespace=namespace).reconcile(NS)) is None
+    assert api.calls == []
 
 
 def test_status_keeps_fields_others_own() -> None:

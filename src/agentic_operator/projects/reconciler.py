@@ -78,6 +78,13 @@ class Verdict:
     error: ApiError | None = None
 
 
+def terminating(namespace: Obj) -> bool:
+    """Whether the namespace is being deleted (deletionTimestamp set, or phase Terminating)."""
+    if (namespace.get("metadata") or {}).get("deletionTimestamp"):
+        return True
+    return (namespace.get("status") or {}).get("phase") == "Terminating"
+
+
 class ProjectReconciler:
     def __init__(
         self,
@@ -105,7 +112,10 @@ class ProjectReconciler:
         self.runner_policy = runner_policy
 
     async def reconcile(self, namespace: str) -> Result | None:
-        if self.namespaces.get(namespace) is None:
+        ns = self.namespaces.get(namespace)
+        if ns is None or terminating(ns):
+            # A namespace being deleted refuses new content (403), and its own cleanup deletes
+            # our objects: recreating them would be refused writes and retries until it is gone.
             return None
         ps = self.settings.get(f"{namespace}/{PROJECT_SETTINGS_NAME}")
         if ps is None:
