@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agentic_operator.clock import FakeClock, settle
+from agentic_operator.kube.errors import NamespaceTerminating
 from agentic_operator.kube.resources import Obj
 from agentic_operator.ratelimit import ItemExponentialFailureRateLimiter
 from agentic_operator.registry import REGISTRY
@@ -570,3 +571,32 @@ def test_predicates(
 
 def test_resource_version_changed_drops_resyncs() -> None:
     assert RESOURCE_VERSION_CHANGED.update(obj("a", rv="7"), obj("a", rv="7")) is False
+
+
+async def test_a_create_refused_by_a_terminating_namespace_is_not_retried(
+    make: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = NamespaceTerminating(
+        403,
+        "Forbidden",
+        "unable to create new content in namespace ns because it is being terminated",
+    )
+    h = make(lambda _k, _n: refused)
+    with caplog.at_level(logging.INFO):
+        h.ctrl.enqueue("ns/a")
+        await settle()
+        await h.clock.advance(10_000.0)
+    assert h.times("ns/a") == [0.0]
+    assert h.ctrl.queue.num_requeues("ns/a") == 0
+    assert h.ctrl.queue.waiting == 0
+    assert h.metric("controller_runtime_reconcile_errors_total") == 1
+    assert (
+        h.metric("agentic_operator_reconcile_errors_by_reason_total", reason="NamespaceTerminating")
+        == 1
+    )
+    lines = [r for r in caplog.records if "ns/a" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.INFO]  # an expected end, not a warning
+    assert lines[0].exc_info is None
+    h.ctrl.enqueue("ns/a")  # a new event still reconciles it
+    await settle()
+    assert h.times("ns/a") == [0.0, 10_000.0]

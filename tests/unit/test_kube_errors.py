@@ -190,3 +190,39 @@ def test_default_status_per_class() -> None:
     assert isinstance(e.RequestTimeout("x"), e.TransportError)
     assert isinstance(e.TransportError("x"), e.KubeError)
     assert not isinstance(e.TransportError("x"), e.ApiError)
+
+
+TERMINATING = (
+    'limitranges "ambient-default-limits" is forbidden: unable to create new content in namespace'
+    " ns-1 because it is being terminated"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "cls"),
+    [
+        # The NamespaceLifecycle admission's answer: the cause says it.
+        (
+            status(403, "Forbidden", TERMINATING, causes=[{"reason": "NamespaceTerminating"}]),
+            e.NamespaceTerminating,
+        ),
+        # A server that sends no cause: the message says it.
+        (status(403, "Forbidden", TERMINATING), e.NamespaceTerminating),
+        (
+            status(403, "Forbidden", "x", causes=[{"reason": "NamespaceTerminating"}]),
+            e.NamespaceTerminating,
+        ),
+        # RBAC or another admission refusal stays a plain Forbidden (retried).
+        (status(403, "Forbidden", 'jobs is forbidden: User "op" cannot create'), e.Forbidden),
+        (
+            status(403, "Forbidden", "exceeded quota", causes=[{"reason": "FieldValueInvalid"}]),
+            e.Forbidden,
+        ),
+        # Only a 403 can be one.
+        (status(409, "AlreadyExists", TERMINATING), e.AlreadyExists),
+    ],
+)
+def test_namespace_terminating(body: dict[str, Any], cls: type[e.ApiError]) -> None:
+    err = e.error_from_status(body["code"], body)
+    assert type(err) is cls
+    assert isinstance(err, e.Forbidden) == (body["code"] == 403)  # `except Forbidden` still holds

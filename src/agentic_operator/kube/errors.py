@@ -68,6 +68,18 @@ class Forbidden(ApiError):
     default_status = 403
 
 
+class NamespaceTerminating(Forbidden):
+    """403 from the NamespaceLifecycle admission: a create in a namespace being deleted.
+
+    Trying again cannot succeed (the namespace refuses new content until it is gone, and its own
+    cleanup removes what was there), so controllers drop the key instead of retrying. Known by the
+    Status cause ``NamespaceTerminating``, or, from servers that send no cause, the message."""
+
+
+NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+_TERMINATING_TEXT = "because it is being terminated"
+
+
 class NotFound(ApiError):
     default_status = 404
 
@@ -272,7 +284,18 @@ def error_from_status(
         retry_after = float(details["retryAfterSeconds"])
 
     cls = _classify(code, reason)
+    if cls is Forbidden and _namespace_terminating(details, message):
+        cls = NamespaceTerminating
     return cls(code, reason, message, details, retry_after)
+
+
+def _namespace_terminating(details: Mapping[str, Any], message: str) -> bool:
+    causes = details.get("causes")
+    if isinstance(causes, list) and any(
+        isinstance(c, Mapping) and c.get("reason") == NAMESPACE_TERMINATING_CAUSE for c in causes
+    ):
+        return True
+    return _TERMINATING_TEXT in message
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agentic_operator.clock import Clock, RealClock
-from agentic_operator.kube.errors import KubeError
+from agentic_operator.kube.errors import KubeError, NamespaceTerminating
 from agentic_operator.kube.resources import Obj
 from agentic_operator.logs import reconcile_context
 from agentic_operator.ratelimit import RateLimiter, default_controller_rate_limiter
@@ -289,6 +289,19 @@ class Controller:
             if cm is not None:
                 cm.terminal.inc()
                 cm.error("TerminalError", panic=False)
+            return
+        except NamespaceTerminating as exc:
+            # Nothing can be made there until the namespace is gone, and its deletion removes the
+            # object: retrying would be refused writes, with backoff, until then.
+            self.queue.forget(key)
+            self._log.info(
+                "reconcile of %s stopped: its namespace is being deleted (not retried): %s",
+                key,
+                exc.message,
+                extra={"error": "NamespaceTerminating"},
+            )
+            if cm is not None:
+                cm.error("NamespaceTerminating", panic=False)
             return
         except Exception as exc:
             delay = self.queue.add_rate_limited(key)
