@@ -240,20 +240,29 @@ async def test_a_wrong_return_type_is_an_error_not_a_dead_worker(
     assert h.metric("controller_runtime_reconcile_panics_total") == 1
 
 
-async def test_terminal_error_is_not_retried(make: Callable[..., Harness]) -> None:
-    h = make(lambda _k, _n: TerminalError("invalid spec"))
-    h.ctrl.enqueue("ns/a")
+async def reconcile_once_and_wait(h: Harness, key: str) -> None:
+    """Reconcile ``key`` once, then let a long time pass: a key dropped is never retried."""
+    h.ctrl.enqueue(key)
     await settle()
     await h.clock.advance(10_000.0)
-    assert h.times("ns/a") == [0.0]
-    assert h.ctrl.queue.num_requeues("ns/a") == 0
+    assert h.times(key) == [0.0]
+    assert h.ctrl.queue.num_requeues(key) == 0
     assert h.ctrl.queue.waiting == 0
+
+
+async def a_new_event_reconciles_it_again(h: Harness, key: str) -> None:
+    h.ctrl.enqueue(key)
+    await settle()
+    assert h.times(key) == [0.0, 10_000.0]
+
+
+async def test_terminal_error_is_not_retried(make: Callable[..., Harness]) -> None:
+    h = make(lambda _k, _n: TerminalError("invalid spec"))
+    await reconcile_once_and_wait(h, "ns/a")
     assert h.metric("controller_runtime_terminal_reconcile_errors_total") == 1
     assert h.metric("controller_runtime_reconcile_errors_total") == 1
     assert h.metric("controller_runtime_reconcile_total", result="error") == 1
-    h.ctrl.enqueue("ns/a")  # a new event still reconciles it
-    await settle()
-    assert h.times("ns/a") == [0.0, 10_000.0]
+    await a_new_event_reconciles_it_again(h, "ns/a")
 
 
 async def test_requeue_after_is_honoured_and_forgets(make: Callable[..., Harness]) -> None:
@@ -583,12 +592,7 @@ async def test_a_create_refused_by_a_terminating_namespace_is_not_retried(
     )
     h = make(lambda _k, _n: refused)
     with caplog.at_level(logging.INFO):
-        h.ctrl.enqueue("ns/a")
-        await settle()
-        await h.clock.advance(10_000.0)
-    assert h.times("ns/a") == [0.0]
-    assert h.ctrl.queue.num_requeues("ns/a") == 0
-    assert h.ctrl.queue.waiting == 0
+        await reconcile_once_and_wait(h, "ns/a")
     assert h.metric("controller_runtime_reconcile_errors_total") == 1
     assert (
         h.metric("agentic_operator_reconcile_errors_by_reason_total", reason="NamespaceTerminating")
@@ -597,6 +601,4 @@ async def test_a_create_refused_by_a_terminating_namespace_is_not_retried(
     lines = [r for r in caplog.records if "ns/a" in r.getMessage()]
     assert [r.levelno for r in lines] == [logging.INFO]  # an expected end, not a warning
     assert lines[0].exc_info is None
-    h.ctrl.enqueue("ns/a")  # a new event still reconciles it
-    await settle()
-    assert h.times("ns/a") == [0.0, 10_000.0]
+    await a_new_event_reconciles_it_again(h, "ns/a")
