@@ -446,6 +446,39 @@ async def test_a_session_from_creation_to_creating_and_a_noop() -> None:
     assert w.api.calls == [], "a no-op reconcile makes no request"
 
 
+@pytest.mark.parametrize(
+    ("namespace", "reconciled"),
+    [
+        pytest.param({"metadata": {"name": NS}}, True, id="managed"),
+        pytest.param(None, False, id="not-managed"),
+        pytest.param(
+            {"metadata": {"name": NS, "deletionTimestamp": "2026-06-01T12:00:00Z"}},
+            False,
+            id="deletion-timestamp",
+        ),
+        pytest.param(
+            {"metadata": {"name": NS}, "status": {"phase": "Terminating"}},
+            False,
+            id="phase-terminating",
+        ),
+    ],
+)
+async def test_a_session_in_a_namespace_being_deleted_is_left_alone(
+    namespace: Obj | None, reconciled: bool
+) -> None:
+    """A Running session whose Job is gone: in a managed namespace that is a missing Job to
+    report; in one being deleted it is the cleanup's work, and nothing is written."""
+    w = World(session("Running"))
+    if namespace is None:
+        del w.namespaces.items[NS]
+    else:
+        w.namespaces.items[NS] = namespace
+    await w.reconciler.reconcile(f"{NS}/s1")
+    assert (w.api.writes() != []) is reconciled
+    assert (w.recorder.events != []) is reconciled
+    assert (w.session["status"]["phase"] == "Running") is not reconciled
+
+
 # --- runner identity, token refresh, NetworkPolicy ----------------------------------------------
 
 

@@ -45,7 +45,7 @@ from agentic_operator.projects.objects import LIMIT_RANGE_NAME, LIMIT_RANGES, TR
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
 from agentic_operator.sessions import netpol
-from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME
+from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME, namespace_terminating
 from agentic_operator.sessions.status import upsert_condition
 
 log = logging.getLogger(__name__)
@@ -78,13 +78,6 @@ class Verdict:
     error: ApiError | None = None
 
 
-def terminating(namespace: Obj) -> bool:
-    """Whether the namespace is being deleted (deletionTimestamp set, or phase Terminating)."""
-    if (namespace.get("metadata") or {}).get("deletionTimestamp"):
-        return True
-    return (namespace.get("status") or {}).get("phase") == "Terminating"
-
-
 class ProjectReconciler:
     def __init__(
         self,
@@ -113,7 +106,7 @@ class ProjectReconciler:
 
     async def reconcile(self, namespace: str) -> Result | None:
         ns = self.namespaces.get(namespace)
-        if ns is None or terminating(ns):
+        if ns is None or namespace_terminating(ns):
             # A namespace being deleted refuses new content (403), and its own cleanup deletes
             # our objects: recreating them would be refused writes and retries until it is gone.
             return None

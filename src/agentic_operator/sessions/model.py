@@ -262,6 +262,14 @@ def session_namespace(session: Obj) -> str:
     return str((session.get("metadata") or {}).get("namespace", ""))
 
 
+def namespace_terminating(namespace: Obj) -> bool:
+    """Whether the namespace is being deleted (deletionTimestamp set, or phase Terminating): its
+    cleanup removes every object in it, and the API server refuses to create new ones."""
+    if (namespace.get("metadata") or {}).get("deletionTimestamp"):
+        return True
+    return (namespace.get("status") or {}).get("phase") == "Terminating"
+
+
 def annotations(obj: Obj) -> dict[str, str]:
     """The object's annotations (empty dict when absent); read-only view, do not mutate."""
     ann: Any = (obj.get("metadata") or {}).get("annotations")

@@ -173,12 +173,15 @@ class Observer:
     def observe(self, key: str) -> Observation | None:
         """The cached state of session ``key``; None when there is nothing to reconcile: the
         session is gone (the garbage collector removes what it owned), it is being deleted, or its
-        namespace is not managed (the namespace watch enqueues it once it is)."""
+        namespace is not managed (the namespace watch enqueues it once it is) or is being deleted
+        (its cleanup removes the session and its children; a reconcile would only report, or try
+        to recreate, what the cleanup takes away)."""
         session = self.caches.sessions.get(key)
         if session is None or (session.get("metadata") or {}).get("deletionTimestamp"):
             return None
         ns, name = model.session_namespace(session), model.session_name(session)
-        if self.caches.namespaces.get(ns) is None:
+        namespace = self.caches.namespaces.get(ns)
+        if namespace is None or model.namespace_terminating(namespace):
             return None
         job = self.caches.jobs.get(f"{ns}/{model.job_name(name)}")
         return Observation(
