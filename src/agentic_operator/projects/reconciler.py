@@ -45,7 +45,11 @@ from agentic_operator.projects.objects import LIMIT_RANGE_NAME, LIMIT_RANGES, TR
 from agentic_operator.runtime.controller import Result
 from agentic_operator.runtime.events import EventRecorder
 from agentic_operator.sessions import netpol
-from agentic_operator.sessions.model import PROJECT_SETTINGS_NAME, namespace_terminating
+from agentic_operator.sessions.model import (
+    PROJECT_SETTINGS_NAME,
+    being_deleted,
+    namespace_terminating,
+)
 from agentic_operator.sessions.status import upsert_condition
 
 log = logging.getLogger(__name__)
@@ -119,7 +123,7 @@ class ProjectReconciler:
                 log.info("created ProjectSettings", extra={"namespace": namespace})
             except AlreadyExists:
                 return Result(requeue_after=1.0)  # the cache will deliver it
-        if (ps.get("metadata") or {}).get("deletionTimestamp"):
+        if being_deleted(ps):
             return None
 
         created, problems = await self._group_bindings(ps)

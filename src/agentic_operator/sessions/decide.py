@@ -24,7 +24,6 @@ from agentic_operator.sessions.endings import (
     cleanup,
     clear_annotations,
     delete_job,
-    deleting,
     finish,
     job_not_ours,
     job_run,
@@ -329,7 +328,7 @@ def request_stop(obs: Observation, row: str) -> Plan:
     message = "Deleting the runner Job" + (" (idle)" if idle else "")
     st.condition(model.COND_READY, model.COND_FALSE, model.REASON_STOPPING, message)
     steps = Steps()
-    if not deleting(job):
+    if not model.being_deleted(job):
         steps.add(delete_job(job, "Foreground"))
     steps.add(write_status(obs, st))
     return steps.plan(f"{row}/X1", requeue_after=STOPPING_POLL)
@@ -343,7 +342,7 @@ def stopping(obs: Observation) -> Plan:
     if job is None:
         return stopped(obs, "S1")
     steps = Steps()
-    if not deleting(job):
+    if not model.being_deleted(job):
         steps.add(delete_job(job, "Foreground"))
     return steps.plan("S2", requeue_after=STOPPING_POLL)
 

@@ -184,7 +184,7 @@ def cleanup(obs: Observation) -> list[Action]:
     """Delete the run's Job and the AG-UI Service, when they are ours and still there."""
     out: list[Action] = []
     job = obs.job
-    if job is not None and model.is_owned_by(job, obs.session) and not deleting(job):
+    if job is not None and model.is_owned_by(job, obs.session) and not model.being_deleted(job):
         out.append(delete_job(job, "Background"))
     svc = obs.service
     if svc is not None and model.is_owned_by(svc, obs.session):
@@ -210,7 +210,7 @@ def job_not_ours(obs: Observation, row: str, job: Obj) -> Plan:
 def remove_stale_job(obs: Observation, row: str, job: Obj) -> Plan:
     """A Job of an earlier run holds the name: delete it and look again once it is gone."""
     steps = Steps()
-    if not deleting(job):
+    if not model.being_deleted(job):
         steps.add(delete_job(job, "Background"))
     return steps.plan(row, requeue_after=STALE_JOB_RETRY)
 
@@ -292,7 +292,3 @@ def own_job(obs: Observation) -> Obj | None:
     deleted by a stop)."""
     job = obs.job
     return job if job is not None and model.is_owned_by(job, obs.session) else None
-
-
-def deleting(obj: Obj) -> bool:
-    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))

@@ -262,12 +262,15 @@ def session_namespace(session: Obj) -> str:
     return str((session.get("metadata") or {}).get("namespace", ""))
 
 
+def being_deleted(obj: Obj) -> bool:
+    """Whether the object has a deletionTimestamp (waiting on finalizers or dependents)."""
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def namespace_terminating(namespace: Obj) -> bool:
     """Whether the namespace is being deleted (deletionTimestamp set, or phase Terminating): its
     cleanup removes every object in it, and the API server refuses to create new ones."""
-    if (namespace.get("metadata") or {}).get("deletionTimestamp"):
-        return True
-    return (namespace.get("status") or {}).get("phase") == "Terminating"
+    return being_deleted(namespace) or (namespace.get("status") or {}).get("phase") == "Terminating"
 
 
 def annotations(obj: Obj) -> dict[str, str]:

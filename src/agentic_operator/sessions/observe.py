@@ -177,7 +177,7 @@ class Observer:
         (its cleanup removes the session and its children; a reconcile would only report, or try
         to recreate, what the cleanup takes away)."""
         session = self.caches.sessions.get(key)
-        if session is None or (session.get("metadata") or {}).get("deletionTimestamp"):
+        if session is None or model.being_deleted(session):
             return None
         ns, name = model.session_namespace(session), model.session_name(session)
         namespace = self.caches.namespaces.get(ns)
